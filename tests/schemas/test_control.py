@@ -1,0 +1,163 @@
+"""The client decoder: typed messages or typed protocol errors, never an exception."""
+
+from __future__ import annotations
+
+import json
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from schemas.control import (
+    ErrorCode,
+    ErrorMessage,
+    Filters,
+    Ping,
+    ProtocolError,
+    Subscribe,
+    Subscribed,
+    SubscribeData,
+    SubscribedData,
+    Unsubscribe,
+    decode_client,
+)
+
+
+def test_ping_without_timestamp() -> None:
+    assert isinstance(decode_client(b'{"type":"ping"}'), Ping)
+
+
+@pytest.mark.parametrize("timestamp", ['"not a time"', "12345", "null", '{"a":1}', "[1]"])
+def test_client_timestamp_is_never_validated(timestamp: str) -> None:
+    # Defect 13: a non-RFC 3339 timestamp made the original drop the whole message.
+    frame = f'{{"type":"subscribe","timestamp":{timestamp},"data":{{"channel":"approvals"}}}}'
+    msg = decode_client(frame)
+    assert isinstance(msg, Subscribe)
+    assert msg.data.channel == "approvals"
+
+
+def test_subscribe_with_filters_and_since() -> None:
+    msg = decode_client(
+        b'{"type":"subscribe","data":{"channel":"executions","since":"1764152400123-7",'
+        b'"filters":{"workflow_ids":["w1"],"execution_ids":null,"statuses":[]}}}'
+    )
+    assert isinstance(msg, Subscribe)
+    assert msg.data.since == "1764152400123-7"
+    assert msg.data.filters == Filters(workflow_ids=["w1"])
+
+
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (b"", ErrorCode.PARSE_ERROR),
+        (b"not json", ErrorCode.PARSE_ERROR),
+        (b"[1,2]", ErrorCode.PARSE_ERROR),
+        (b'{"data":{}}', ErrorCode.PARSE_ERROR),
+        (b'{"type":7}', ErrorCode.PARSE_ERROR),
+        (b'{"type":"ping"}\n{"type":"ping"}', ErrorCode.PARSE_ERROR),
+        (b'{"type":"publish","data":{}}', ErrorCode.UNKNOWN_TYPE),
+        (b'{"type":"execution.started","data":{}}', ErrorCode.UNKNOWN_TYPE),
+        (b'{"type":"subscribe"}', ErrorCode.INVALID_SUBSCRIPTION),
+        (b'{"type":"subscribe","data":{"channel":"everything"}}', ErrorCode.INVALID_SUBSCRIPTION),
+        (b'{"type":"subscribe","data":{"channel":"executions:"}}', ErrorCode.INVALID_SUBSCRIPTION),
+        (b'{"type":"subscribe","data":{"channel":"users:a b"}}', ErrorCode.INVALID_SUBSCRIPTION),
+        (
+            b'{"type":"subscribe","data":{"channel":"executions","since":"yesterday"}}',
+            ErrorCode.INVALID_SUBSCRIPTION,
+        ),
+        (
+            b'{"type":"subscribe","data":{"channel":"executions","filters":{"colour":["red"]}}}',
+            ErrorCode.INVALID_SUBSCRIPTION,
+        ),
+        (
+            b'{"type":"subscribe","data":{"channel":"executions","filters":{"statuses":"x"}}}',
+            ErrorCode.INVALID_SUBSCRIPTION,
+        ),
+        (b'{"type":"unsubscribe","data":{}}', ErrorCode.INVALID_SUBSCRIPTION),
+    ],
+)
+def test_bad_frames_get_typed_errors(frame: bytes, code: ErrorCode) -> None:
+    result = decode_client(frame)
+    assert isinstance(result, ProtocolError)
+    assert result.code is code
+    assert result.message
+
+
+def test_unknown_type_error_names_the_type() -> None:
+    result = decode_client(b'{"type":"hello"}')
+    assert isinstance(result, ProtocolError)
+    assert result.type == "hello"
+
+
+def test_subscribed_echo_always_has_filters() -> None:
+    frame = msgspec.json.encode(
+        Subscribed(
+            timestamp="2026-01-01T00:00:00Z",
+            data=SubscribedData(channel="executions", filters=Filters(), position="5-0"),
+        )
+    )
+    assert json.loads(frame) == {
+        "type": "subscribed",
+        "timestamp": "2026-01-01T00:00:00Z",
+        "data": {"channel": "executions", "filters": {}, "position": "5-0"},
+    }
+
+
+_json = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda children: (
+        st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=8), children, max_size=4)
+    ),
+    max_leaves=20,
+)
+_client_like = st.fixed_dictionaries(
+    {"type": st.sampled_from(["ping", "subscribe", "unsubscribe", "x"]) | st.text(max_size=5)},
+    optional={"data": _json, "timestamp": _json},
+)
+
+
+@settings(max_examples=400)
+@given(st.binary(max_size=256))
+def test_arbitrary_bytes_never_raise(frame: bytes) -> None:
+    assert isinstance(decode_client(frame), Ping | Subscribe | Unsubscribe | ProtocolError)
+
+
+@settings(max_examples=400)
+@given(_json | _client_like)
+def test_arbitrary_json_never_raises(value: object) -> None:
+    result = decode_client(json.dumps(value))
+    assert isinstance(result, Ping | Subscribe | Unsubscribe | ProtocolError)
+    if isinstance(value, dict) and value.get("type") == "ping":
+        assert isinstance(result, Ping)
+
+
+_ids = st.lists(st.text("abc_-0123456789", min_size=1, max_size=10), max_size=3)
+_channels = st.sampled_from(["executions", "approvals"]) | st.builds(
+    lambda k, i: f"{k}:{i}",
+    st.sampled_from(["executions", "workflows", "users"]),
+    st.text("abcdef0123456789_-", min_size=1, max_size=12),
+)
+
+
+@given(_channels, _ids, _ids, _ids, st.none() | st.integers(0, 2**48).map(lambda n: f"{n}-0"))
+def test_subscribe_round_trips(
+    channel: str, wf: list[str], ex: list[str], statuses: list[str], since: str | None
+) -> None:
+    msg = Subscribe(
+        data=SubscribeData(
+            channel=channel,
+            filters=Filters(workflow_ids=wf, execution_ids=ex, statuses=statuses),
+            since=since,
+        )
+    )
+    assert decode_client(msgspec.json.encode(msg)) == msg
+
+
+@given(st.text(max_size=40), st.text(max_size=80))
+def test_error_messages_round_trip(code: str, message: str) -> None:
+    from schemas.control import ErrorData
+    from schemas.envelope import server_decoder
+
+    msg = ErrorMessage(timestamp="2026-01-01T00:00:00Z", data=ErrorData(code=code, message=message))
+    assert server_decoder.decode(msgspec.json.encode(msg)) == msg
