@@ -198,8 +198,10 @@ def _classify(frame: bytes | str, exc: Exception) -> ProtocolError:
     # Only on the error path: decode again, loosely, to say *what* was wrong.
     try:
         probe = _probe_decoder.decode(frame)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    except msgspec.ValidationError:
         return ProtocolError(ErrorCode.PARSE_ERROR, "frame is not a JSON object")
+    except msgspec.DecodeError as parse_error:
+        return ProtocolError(ErrorCode.PARSE_ERROR, f"frame is not valid JSON: {parse_error}")
     if not isinstance(probe.type, str):
         return ProtocolError(ErrorCode.PARSE_ERROR, "frame has no string 'type'")
     if probe.type not in CLIENT_TYPES:
