@@ -60,6 +60,68 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_serve(args: argparse.Namespace) -> int:
+    from gateway.config import Config, SettingError
+    from gateway.server import run
+
+    try:
+        config = Config.from_env()
+    except SettingError as exc:
+        return _fail(str(exc))
+    return run(config, args.host, args.port)
+
+
+def _parse_ttl(text: str) -> float:
+    from publisher.settings import SettingError, parse_duration
+
+    try:
+        return parse_duration("--ttl", text)
+    except SettingError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _cmd_token(args: argparse.Namespace) -> int:
+    from gateway.auth import mint_token
+    from gateway.config import Config, SettingError
+
+    try:
+        config = Config.from_env()
+    except SettingError as exc:
+        return _fail(str(exc))
+    if not config.jwt_secret:
+        return _fail("JWT_SECRET is not set: `flowwire token` signs HS256 development tokens")
+    print(
+        mint_token(
+            config.jwt_secret,
+            args.user,
+            org_id=args.org,
+            ttl=args.ttl,
+            issuer=config.jwt_issuer,
+            algorithm=next((a for a in config.jwt_algorithms if a.startswith("HS")), "HS256"),
+        )
+    )
+    return EXIT_OK
+
+
+def _cmd_api_key(args: argparse.Namespace) -> int:
+    from gateway import keys
+    from gateway.config import Config, SettingError
+
+    try:
+        config = Config.from_env()
+    except SettingError as exc:
+        return _fail(str(exc))
+    if not config.redis_url:
+        return _fail("API keys live in Redis: set REDIS_URL (or REDIS_HOST)")
+    return keys.main(config.redis_url, args)
+
+
+def _cmd_tail(args: argparse.Namespace) -> int:
+    from gateway import tail
+
+    return tail.main(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="flowwire", description="Real-time event gateway for Intelligent Workflows."
@@ -83,6 +145,59 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
     p.set_defaults(handler=_cmd_schema)
 
+    from gateway.config import settings_help
+
+    p = sub.add_parser(
+        "serve",
+        help="run a gateway",
+        description="Run one gateway instance. Without Redis settings it runs on the "
+        "embedded event log (a single node).",
+        epilog=settings_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.set_defaults(handler=_cmd_serve)
+
+    p = sub.add_parser(
+        "token",
+        help="mint a development JWT signed with JWT_SECRET",
+        description="Prints a token shaped like the platform's (user_id, sub, organization_id, iss, exp).",
+    )
+    p.add_argument("--user", required=True)
+    p.add_argument("--org")
+    p.add_argument("--ttl", type=_parse_ttl, default=900.0, help="lifetime, e.g. 15m (default)")
+    p.set_defaults(handler=_cmd_token)
+
+    p = sub.add_parser("api-key", help="create, list and revoke API keys (stored in Redis)")
+    keys_sub = p.add_subparsers(dest="action", required=True, metavar="ACTION")
+    k = keys_sub.add_parser("create", help="print a new key, once")
+    k.add_argument("--user", required=True)
+    k.add_argument("--org")
+    k.add_argument("--label", default="")
+    keys_sub.add_parser("list", help="list keys (digest prefixes, never the keys)")
+    k = keys_sub.add_parser("revoke", help="revoke a key by its digest prefix (from list)")
+    k.add_argument("prefix")
+    p.set_defaults(handler=_cmd_api_key)
+
+    p = sub.add_parser(
+        "tail",
+        help="print events as they arrive (troubleshooting)",
+        description="Connects to a gateway and prints every frame, one JSON per line.",
+    )
+    p.add_argument("channels", nargs="*", default=["executions"], metavar="CHANNEL")
+    p.add_argument(
+        "--filter",
+        action="append",
+        default=[],
+        metavar="KEY=V,...",
+        help="workflow_ids=..., execution_ids=... or statuses=... (repeatable)",
+    )
+    p.add_argument("--url", default="ws://127.0.0.1:8080/ws")
+    p.add_argument("--token", default=None, help="JWT (default: $FLOWWIRE_TOKEN)")
+    p.add_argument("--since", default=None, help="resume after this event id")
+    p.add_argument("--count", type=int, default=0, help="exit after this many events")
+    p.set_defaults(handler=_cmd_tail)
     return parser
 
 

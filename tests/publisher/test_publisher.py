@@ -137,13 +137,8 @@ def test_settings_from_env() -> None:
         {"REDIS_HOST": "h", "REDIS_PORT": "7000", "REDIS_PASSWORD": "p@ss", "REDIS_DB": "2",
          "STREAM_KEY": "k", "STREAM_MAXLEN": "10", "PUBLISH_TIMEOUT": "250ms"}
     )  # fmt: skip
-    assert s == RedisSettings(
-        url="redis://:p%40ss@h:7000/2", stream_key="k", maxlen=10, timeout=0.25
-    )
-    assert (
-        RedisSettings.from_env({"REDIS_URL": "redis://x:1/0", "REDIS_HOST": "h"}).url
-        == "redis://x:1/0"
-    )
+    assert s == RedisSettings(url="redis://:p%40ss@h:7000/2", stream_key="k", maxlen=10, timeout=0.25)
+    assert RedisSettings.from_env({"REDIS_URL": "redis://x:1/0", "REDIS_HOST": "h"}).url == "redis://x:1/0"
 
 
 @pytest.mark.parametrize(

@@ -10,9 +10,7 @@ from schemas.codec import format_id, parse_id, rfc3339_from_ms
 from schemas.events import make_event
 from schemas.stream import InvalidEntry, decode_entry, encode_entry
 
-EVENT = make_event(
-    "execution.started", {"execution_id": "e1", "workflow_id": "w1", "status": "running"}
-)
+EVENT = make_event("execution.started", {"execution_id": "e1", "workflow_id": "w1", "status": "running"})
 
 
 def _b(fields: dict[str, bytes]) -> dict[bytes, bytes]:

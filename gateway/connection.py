@@ -1,0 +1,240 @@
+"""One WebSocket connection: its outbox and how its frames reach the socket.
+
+The hub offers each matching event to :meth:`Connection.deliver` and, once per batch,
+calls :meth:`Connection.flush`; neither awaits (DESIGN §5: never await a client in the
+reader). Two ways to the socket:
+
+- **direct** (uvicorn's ``websockets-sansio`` protocol, the default): server frames are
+  unmasked, so an event's WebSocket frame is built once and the same bytes go to every
+  client; the frames a connection is owed are written together with one
+  ``transport.write`` (DESIGN §9: the cost is per write, not per message). Control
+  replies take the same path, so everything stays in order.
+- **ASGI** (any other server): a drain task sends the outbox with ``send``.
+
+When the socket stops accepting data (the transport pauses writing), frames wait in the
+bounded outbox; an event that finds it full, or a socket paused for longer than
+``SERVER_WRITE_TIMEOUT``, closes the connection with 4008 (slow consumer). Nothing is
+dropped silently: the client resumes from its last id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, Final
+
+from gateway.core.flow import Outbox
+from gateway.core.session import Session
+from schemas.codec import ZERO_ID, StreamId
+from schemas.control import CloseCode
+
+if TYPE_CHECKING:
+    from gateway.auth import Identity
+
+__all__ = ["Connection", "OutFrame", "ws_text_frame"]
+
+logger = logging.getLogger("flowwire.connection")
+
+_DIRECT_PROTOCOL: Final = "WebSocketsSansIOProtocol"
+
+
+def ws_text_frame(payload: bytes) -> bytes:
+    """An unmasked, final, text WebSocket frame (RFC 6455 §5.2) around ``payload``."""
+    n = len(payload)
+    if n < 126:
+        return bytes((0x81, n)) + payload
+    if n < 65536:
+        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
+    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+
+
+class OutFrame:
+    """One outgoing message, encoded once and shared by every connection it goes to."""
+
+    __slots__ = ("_wire", "payload")
+
+    def __init__(self, payload: bytes) -> None:
+        self.payload = payload
+        self._wire: bytes | None = None
+
+    @property
+    def wire(self) -> bytes:
+        if self._wire is None:
+            self._wire = ws_text_frame(self.payload)
+        return self._wire
+
+
+def direct_protocol(send: Any) -> Any | None:
+    """uvicorn's sansio protocol behind an unwrapped ASGI ``send``, if that is what it is."""
+    proto: Any = getattr(send, "__self__", None)
+    if proto is None or type(proto).__name__ != _DIRECT_PROTOCOL:
+        return None
+    if getattr(proto.conn, "extensions", None):  # permessage-deflate negotiated
+        return None
+    return proto
+
+
+class Connection:
+    __slots__ = (
+        "_close_reason",
+        "_drain_task",
+        "_on_closed",
+        "_proto",
+        "_send",
+        "close_code",
+        "closing",
+        "id",
+        "identity",
+        "last_sid",
+        "outbox",
+        "replay_cursor",
+        "session",
+        "write_timeout",
+    )
+
+    def __init__(
+        self,
+        conn_id: int,
+        identity: Identity,
+        session: Session,
+        send: Any,
+        *,
+        send_buffer: int,
+        write_timeout: float,
+        on_closed: Callable[[Connection, int], None],
+    ) -> None:
+        self.id = conn_id
+        self.identity = identity
+        self.session = session
+        self.outbox: Outbox[OutFrame] = Outbox(send_buffer)
+        self.last_sid: StreamId = ZERO_ID  # the last event queued: the order guard
+        self.replay_cursor: StreamId | None = None  # not None while replaying
+        self.closing = False
+        self.close_code = 0
+        self._close_reason = ""
+        self.write_timeout = write_timeout
+        self._send = send
+        self._proto: Any = direct_protocol(send)
+        self._drain_task: asyncio.Task[None] | None = None
+        self._on_closed = on_closed
+
+    @property
+    def direct(self) -> bool:
+        return self._proto is not None
+
+    # -- the hot path: called by the hub for every matching event, never awaits -------
+
+    def deliver(self, frame: OutFrame, sid: StreamId) -> bool:
+        """Queue a live event; ``False`` if not queued (replaying, seen, closing, full)."""
+        if self.replay_cursor is not None or sid <= self.last_sid or self.closing:
+            return False
+        return self.queue_event(frame, sid)
+
+    def queue_event(self, frame: OutFrame, sid: StreamId) -> bool:
+        if not self.outbox.offer_event(frame):
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer; resume from your last id")
+            return False
+        self.last_sid = sid
+        return True
+
+    def reply(self, payload: bytes) -> None:
+        """Queue a control reply: never dropped (defect 9)."""
+        if not self.closing:
+            self.outbox.put_control(OutFrame(payload))
+
+    def flush(self) -> None:
+        """Write what is queued, now if the socket takes it, else from a drain task."""
+        if not self.outbox:
+            return
+        proto: Any = self._proto
+        if (
+            proto is not None
+            and self._drain_task is None
+            and proto.writable.is_set()
+            and not proto.close_sent
+            and not proto.transport.is_closing()
+        ):
+            frames = self.outbox.take()
+            proto.transport.write(frames[0].wire if len(frames) == 1 else b"".join([f.wire for f in frames]))
+            return
+        self._start_drain()
+
+    # -- the slow path -----------------------------------------------------------------
+
+    def _start_drain(self) -> None:
+        if self._drain_task is None:
+            self._drain_task = asyncio.get_running_loop().create_task(self._drain())
+
+    async def _drain(self) -> None:
+        try:
+            if self._proto is not None:
+                await self._drain_direct()
+            else:
+                await self._drain_asgi()
+            if self.closing:
+                await self._send_close()
+        except Exception:  # the socket went away under us: the handler cleans up
+            logger.debug("conn=%d drain ended", self.id, exc_info=True)
+        finally:
+            self._drain_task = None
+
+    async def _drain_direct(self) -> None:
+        proto: Any = self._proto
+        while self.outbox:
+            if not proto.writable.is_set():
+                try:
+                    await asyncio.wait_for(proto.writable.wait(), self.write_timeout)
+                except TimeoutError:
+                    self._stalled()
+                    return
+            if proto.close_sent or proto.transport.is_closing():
+                return
+            frames = self.outbox.take()
+            proto.transport.write(b"".join([f.wire for f in frames]))
+
+    async def _drain_asgi(self) -> None:
+        while (frame := self.outbox.take_one()) is not None:
+            await asyncio.wait_for(
+                self._send({"type": "websocket.send", "text": frame.payload.decode()}),
+                self.write_timeout,
+            )
+
+    def _stalled(self) -> None:
+        # SERVER_WRITE_TIMEOUT: the client took nothing for that long. What was queued
+        # stays unsent; the client resumes from its last id.
+        self.close(CloseCode.SLOW_CONSUMER, "slow consumer; resume from your last id")
+        if self._proto is not None:
+            self._proto.transport.abort()
+
+    async def wait_room(self) -> bool:
+        """For replays: wait until the outbox has room; ``False`` if closing."""
+        while not self.closing:
+            self.flush()
+            task = self._drain_task
+            if task is None and not self.outbox.full:
+                return True
+            if task is None:
+                self._start_drain()
+                task = self._drain_task
+            assert task is not None
+            await asyncio.wait({task})
+        return False
+
+    # -- closing -----------------------------------------------------------------------
+
+    def close(self, code: int, reason: str) -> None:
+        """Close with ``code``: what is queued is sent first, then the close frame."""
+        if self.closing:
+            return
+        self.closing = True
+        self.close_code = code
+        self._close_reason = reason
+        self._on_closed(self, code)
+        self._start_drain()
+
+    async def _send_close(self) -> None:
+        await asyncio.wait_for(
+            self._send({"type": "websocket.close", "code": self.close_code, "reason": self._close_reason}),
+            self.write_timeout,
+        )

@@ -1,0 +1,258 @@
+"""The registry of connections, the subscription index, and event dispatch.
+
+Theory of operation
+-------------------
+One reader task per process (``gateway.reader``) reads the stream in batches and calls
+:meth:`Hub.dispatch`, which for each event: decodes the routing keys only, matches it
+through the index, builds its frame once, and offers the same frame to every matching
+connection's outbox. After the batch, each touched connection is flushed once: the
+frames it is owed go out in one write. Nothing here awaits a client (DESIGN §1, §5).
+
+``position`` is the id of the last entry dispatched. A subscription made now is live
+for every event after ``position``; that is the ``position`` of ``subscribed``.
+
+Resume (``since``): the connection enters *replay*: live dispatch skips it, and a replay
+task reads the log from its cursor, queues the events its subscriptions owe it, and
+flips it back to live in the same step in which it catches up with ``position``: no gap.
+Each connection keeps the id of the last event it queued and never queues one at or
+below it: no duplicate, stream order, however subscriptions and replays overlap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+from collections import Counter
+from typing import Final
+
+from gateway.config import Config
+from gateway.connection import Connection, OutFrame
+from gateway.core.backoff import Backoff
+from gateway.core.filters import compile_filters
+from gateway.core.index import Subscription, SubscriptionIndex
+from gateway.core.resume import is_recoverable
+from gateway.core.session import (
+    Action,
+    Close,
+    Reply,
+    SubscribeChannel,
+    UnsubscribeChannel,
+    error_frame,
+    subscribed_frame,
+)
+from gateway.log import EventLog, LogUnavailable
+from gateway.metrics import Metrics, Stats
+from schemas.codec import ZERO_ID, StreamId, format_id, parse_id, rfc3339_now
+from schemas.control import CloseCode, ErrorCode
+from schemas.envelope import event_frame
+from schemas.stream import InvalidEntry, StreamEvent, decode_entry
+
+__all__ = ["Hub"]
+
+logger = logging.getLogger("flowwire.hub")
+
+_REPLAY_BATCH: Final = 200
+
+
+class Hub:
+    def __init__(self, config: Config, log: EventLog, stats: Stats, metrics: Metrics) -> None:
+        self.config = config
+        self.log = log
+        self.stats = stats
+        self.metrics = metrics
+        self.index: SubscriptionIndex[Connection] = SubscriptionIndex()
+        self.connections: dict[int, Connection] = {}
+        self.users: Counter[str] = Counter()
+        self.position: StreamId = ZERO_ID
+        self._replays: set[asyncio.Task[None]] = set()
+        self._debug = logger.isEnabledFor(logging.DEBUG)
+
+    # -- registry ----------------------------------------------------------------------
+
+    def register(self, conn: Connection) -> None:
+        self.connections[conn.id] = conn
+        self.users[conn.identity.user_id] += 1
+        self.stats.connections_opened += 1
+
+    def unregister(self, conn: Connection) -> None:
+        if self.connections.pop(conn.id, None) is None:
+            return
+        self.index.remove_owner(conn)
+        self.users[conn.identity.user_id] -= 1
+        if not self.users[conn.identity.user_id]:
+            del self.users[conn.identity.user_id]
+        self.stats.connections_closed += 1
+
+    def on_close(self, conn: Connection, code: int) -> None:
+        """A connection decided to close: it gets no more events from now on."""
+        self.index.remove_owner(conn)
+        if code == CloseCode.SLOW_CONSUMER:
+            self.stats.slow_consumer_closes += 1
+            logger.warning("conn=%d user=%s slow consumer: closing 4008", conn.id, conn.identity.user_id)
+        elif code == CloseCode.RATE_LIMITED:
+            self.stats.rate_limit_closes += 1
+
+    # -- the hot path ------------------------------------------------------------------
+
+    def dispatch(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
+        """Route a batch of stream entries. Synchronous: never awaits a client."""
+        touched: dict[Connection, None] = {}
+        match = self.index.match
+        for entry_id, fields in entries:
+            try:
+                event = decode_entry(entry_id, fields)
+            except InvalidEntry as exc:
+                self._skip(entry_id, exc)
+                continue
+            self.position = event.sid
+            targets = match(event)
+            if not targets:
+                continue
+            frame = OutFrame(event_frame(event.type.encode(), event.timestamp, event.id, event.data))
+            sid = event.sid
+            queued = 0
+            for conn in targets:
+                if conn.deliver(frame, sid):
+                    touched[conn] = None
+                    queued += 1
+            self.stats.events_matched += 1
+            self.stats.deliveries += queued
+            self.metrics.observe_entry(sid[0])
+        self.stats.events_read += len(entries)
+        for conn in touched:
+            conn.flush()
+
+    def _skip(self, entry_id: bytes, exc: InvalidEntry) -> None:
+        self.stats.entries_skipped += 1
+        logger.warning("skipping stream entry %s: %s", entry_id.decode(errors="replace"), exc)
+        with contextlib.suppress(UnicodeDecodeError, ValueError):
+            self.position = max(self.position, parse_id(entry_id.decode()))
+
+    # -- protocol actions --------------------------------------------------------------
+
+    async def apply(self, conn: Connection, actions: list[Action]) -> None:
+        for action in actions:
+            match action:
+                case Reply(frame=frame):
+                    conn.reply(frame)
+                case SubscribeChannel():
+                    await self._subscribe(conn, action)
+                case UnsubscribeChannel(name=name, channel=channel):
+                    self.index.remove(conn, channel)
+                    if self._debug:
+                        logger.debug("conn=%d unsubscribed %s", conn.id, name)
+                case Close(code=code, reason=reason):
+                    conn.close(code, reason)
+        conn.flush()
+
+    async def _subscribe(self, conn: Connection, action: SubscribeChannel) -> None:
+        recovered: bool | None = None
+        since = action.since
+        if since is not None:
+            try:
+                info = await self.log.info()
+            except LogUnavailable:
+                conn.session.channels.pop(action.name, None)
+                conn.reply(error_frame(rfc3339_now(), ErrorCode.INTERNAL_ERROR,
+                                       "event log unavailable; subscribe again shortly",
+                                       type="subscribe", channel=action.name))  # fmt: skip
+                return
+            # The reader may be behind the log: resume is judged against the log itself.
+            recovered = is_recoverable(
+                since, last=max(info.last, self.position), max_deleted=info.max_deleted
+            )
+        if conn.closing:
+            return
+        position = self.position
+        from_sid = position
+        if recovered:
+            assert since is not None
+            from_sid = max(since, conn.last_sid)
+        sub = Subscription(
+            conn, conn.identity.org_id, action.channel, compile_filters(action.filters), from_sid
+        )
+        self.index.add(sub)
+        conn.reply(
+            subscribed_frame(rfc3339_now(), action.name, action.filters, format_id(position), recovered)
+        )
+        if from_sid < position:
+            self._start_replay(conn, from_sid)
+        if self._debug:
+            logger.debug("conn=%d subscribed %s since=%s", conn.id, action.name, since)
+
+    # -- resume ------------------------------------------------------------------------
+
+    def _start_replay(self, conn: Connection, from_sid: StreamId) -> None:
+        cursor = max(from_sid, conn.last_sid)
+        if conn.replay_cursor is not None:
+            conn.replay_cursor = min(conn.replay_cursor, cursor)  # the running task rewinds
+            return
+        conn.replay_cursor = cursor
+        task = asyncio.get_running_loop().create_task(self._replay(conn))
+        self._replays.add(task)
+        task.add_done_callback(self._replays.discard)
+
+    async def _replay(self, conn: Connection) -> None:
+        backoff = Backoff(base=0.05, cap=2.0)
+        failures = 0
+        while not conn.closing and conn.replay_cursor is not None:
+            cursor = conn.replay_cursor
+            if cursor >= self.position:
+                conn.replay_cursor = None  # caught up: live from here, in the same step
+                conn.flush()
+                return
+            try:
+                entries = await self.log.range(cursor, _REPLAY_BATCH)
+            except LogUnavailable:
+                failures += 1
+                await asyncio.sleep(backoff.delay(failures, random.random()))
+                continue
+            failures = 0
+            if conn.replay_cursor != cursor:
+                continue  # a new subscription rewound the cursor meanwhile
+            if not entries:
+                conn.replay_cursor = None  # the log has nothing after cursor
+                conn.flush()
+                return
+            if not await self._replay_batch(conn, entries):
+                return
+
+    async def _replay_batch(self, conn: Connection, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> bool:
+        for entry_id, fields in entries:
+            cursor = conn.replay_cursor
+            if cursor is None or conn.closing:
+                return False
+            try:
+                event = decode_entry(entry_id, fields)
+            except InvalidEntry:
+                continue
+            if event.sid > conn.last_sid and self._owed(conn, event):
+                if conn.outbox.full and not await conn.wait_room():
+                    return False
+                if conn.replay_cursor != cursor:
+                    return True  # rewound while waiting: start over from the new cursor
+                frame = OutFrame(event_frame(event.type.encode(), event.timestamp, event.id, event.data))
+                if conn.queue_event(frame, event.sid):
+                    self.stats.replayed += 1
+            conn.replay_cursor = max(cursor, event.sid)
+        conn.flush()
+        return True
+
+    def _owed(self, conn: Connection, event: StreamEvent) -> bool:
+        for sub in self.index.subscriptions_of(conn).values():
+            if sub.from_sid < event.sid and sub.matches(event):
+                return True
+        return False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    def close_all(self, code: int, reason: str) -> None:
+        for conn in list(self.connections.values()):
+            conn.close(code, reason)
+
+    async def aclose(self) -> None:
+        for task in list(self._replays):
+            task.cancel()
+        await asyncio.gather(*self._replays, return_exceptions=True)

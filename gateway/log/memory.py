@@ -1,0 +1,80 @@
+"""The embedded, in-process event log: Redis Stream semantics without Redis.
+
+Ids are ``<ms>-<seq>`` as Redis makes them (monotonic even when the clock steps back),
+appends are ordered, reads after an id block until an entry arrives, and retention
+trims the oldest entries past ``maxlen``, remembering the highest trimmed id so that a
+resume from before it reports ``recovered: false``. One process only: a single node.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import time
+
+from gateway.log import Entry, LogInfo
+from schemas.codec import ZERO_ID, StreamId, format_id
+
+__all__ = ["MemoryLog"]
+
+
+class MemoryLog:
+    def __init__(self, maxlen: int = 1_000_000) -> None:
+        self.maxlen = maxlen
+        self._sids: list[StreamId] = []
+        self._entries: list[Entry] = []
+        self._last: StreamId = ZERO_ID
+        self._max_deleted: StreamId = ZERO_ID
+        self._appended = asyncio.Event()
+
+    def _next_id(self) -> StreamId:
+        ms = int(time.time() * 1000)
+        if ms > self._last[0]:
+            return (ms, 0)
+        return (self._last[0], self._last[1] + 1)
+
+    def append_nowait(self, fields: dict[str, bytes]) -> bytes:
+        sid = self._next_id()
+        entry_id = format_id(sid).encode()
+        self._sids.append(sid)
+        self._entries.append((entry_id, {k.encode(): v for k, v in fields.items()}))
+        self._last = sid
+        excess = len(self._sids) - self.maxlen
+        if self.maxlen and excess > 0:
+            self._max_deleted = self._sids[excess - 1]
+            del self._sids[:excess]
+            del self._entries[:excess]
+        # Wake every blocked reader, then arm the event for the next append.
+        self._appended.set()
+        self._appended = asyncio.Event()
+        return entry_id
+
+    async def append(self, fields: dict[str, bytes]) -> bytes:
+        return self.append_nowait(fields)
+
+    def _after(self, after: StreamId, count: int) -> list[Entry]:
+        start = bisect.bisect_right(self._sids, after)
+        return self._entries[start : start + count]
+
+    async def read(self, after: StreamId, count: int, block_ms: int) -> list[Entry]:
+        entries = self._after(after, count)
+        if entries or block_ms <= 0:
+            return entries
+        waiter = self._appended
+        try:
+            await asyncio.wait_for(waiter.wait(), block_ms / 1000)
+        except TimeoutError:
+            return []
+        return self._after(after, count)
+
+    async def range(self, after: StreamId, count: int) -> list[Entry]:
+        return self._after(after, count)
+
+    async def info(self) -> LogInfo:
+        return LogInfo(last=self._last, max_deleted=self._max_deleted, length=len(self._sids))
+
+    async def ping(self) -> None:
+        return None
+
+    async def aclose(self) -> None:
+        return None

@@ -1,0 +1,104 @@
+"""Running a gateway under uvicorn: ``flowwire serve``.
+
+uvicorn is configured from :class:`Config`: the ``websockets-sansio`` protocol (the
+direct write path of ``gateway.connection``), permessage-deflate off unless
+``WS_COMPRESSION=on`` (it costs a compression per client per frame, DESIGN §9),
+``MAX_MESSAGE_SIZE`` as the inbound limit (1009 above), and the heartbeat as the
+original's: a ping every ``WS_PING_INTERVAL``, closed without a pong within
+``WS_PONG_TIMEOUT`` of the previous ping.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from typing import Any
+
+import uvicorn
+
+from gateway.app import FlowwireApp, create_app
+from gateway.config import Config
+
+__all__ = ["configure_logging", "run", "uvicorn_config"]
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        doc: dict[str, Any] = {
+            "ts": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(record.created))
+            + f".{int(record.msecs):03d}Z",
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            doc["exc"] = self.formatException(record.exc_info)
+        return json.dumps(doc)
+
+
+class _NoQuery(logging.Filter):
+    """uvicorn's access lines include the query string: it may hold ``?token=``."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.args and isinstance(record.args, tuple):
+            record.args = tuple(
+                a.split("?", 1)[0] + "?…" if isinstance(a, str) and "token=" in a else a for a in record.args
+            )
+        return True
+
+
+def configure_logging(config: Config) -> None:
+    """Handlers are set here, in the CLI, never by the library (STYLE habit 9)."""
+    handler = logging.StreamHandler(sys.stderr)
+    if config.log_format == "json":
+        handler.setFormatter(_JsonFormatter())
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_NoQuery())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(config.log_level_number)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        logging.getLogger(name).handlers[:] = []
+        logging.getLogger(name).propagate = True
+    # One line per connection is ours; uvicorn's per-request access lines are noise.
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+    logging.getLogger("uvicorn.error").setLevel(max(logging.INFO, config.log_level_number))
+
+
+def uvicorn_config(app: FlowwireApp, config: Config, host: str, port: int, **extra: Any) -> uvicorn.Config:
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        ws="websockets-sansio",
+        ws_max_size=config.max_message_size,
+        ws_ping_interval=config.ping_interval,
+        ws_ping_timeout=config.pong_wait,
+        ws_per_message_deflate=config.compression,
+        timeout_keep_alive=max(1, int(config.read_timeout)),
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        **extra,
+    )
+
+
+def run(config: Config, host: str, port: int) -> int:
+    configure_logging(config)
+    if not config.redis_url:
+        logging.getLogger("flowwire").warning(
+            "no REDIS_URL/REDIS_HOST: running on the embedded event log, a single node; "
+            "events appended here are not seen by other gateways"
+        )
+    if not config.jwt_secret and not config.jwt_public_key:
+        logging.getLogger("flowwire").warning(
+            "no JWT_SECRET or JWT_PUBLIC_KEY_FILE: only API keys authenticate"
+        )
+    app = create_app(config)
+    server = uvicorn.Server(uvicorn_config(app, config, host, port))
+    server.run()
+    return 0
