@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import logging
+import random
 import time
 from collections.abc import AsyncIterator
 from typing import Any
@@ -104,6 +105,28 @@ class Gateway:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.hub.aclose()
         await self.log.aclose()
+
+    async def drain(self) -> None:
+        """Graceful drain (DESIGN §7): refuse new upgrades, report not ready, and close
+        the clients with 1012 in jittered batches spread over ``DRAIN_WINDOW``, each
+        told after how long to reconnect, so that they resume elsewhere without a
+        thundering herd."""
+        self.draining = True
+        conns = list(self.hub.connections.values())
+        random.shuffle(conns)
+        window = self.config.drain_window
+        batches = max(1, min(len(conns), int(window * 10)))  # up to 10 batches a second
+        logger.info("draining %d connections over %.1fs", len(conns), window)
+        for i in range(batches):
+            for conn in conns[i::batches]:
+                delay = random.uniform(0.1, 1.0)
+                conn.close(CloseCode.SERVICE_RESTART, f"restart; reconnect after {delay:.1f}s")
+            if i + 1 < batches:
+                await asyncio.sleep(window / batches)
+        # Let the close frames go out before the server stops.
+        deadline = time.monotonic() + self.config.write_timeout
+        while self.hub.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
 
     def ready(self) -> tuple[bool, str]:
         if self.draining:

@@ -10,10 +10,14 @@ original's: a ping every ``WS_PING_INTERVAL``, closed without a pong within
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import uvicorn
@@ -87,6 +91,39 @@ def uvicorn_config(app: FlowwireApp, config: Config, host: str, port: int, **ext
     )
 
 
+class _Server(uvicorn.Server):
+    """uvicorn, with SIGTERM/SIGINT starting flowwire's drain instead of an abrupt
+    close; a second signal forces the exit. Exits 0 after a drain."""
+
+    def __init__(self, config: uvicorn.Config, app: FlowwireApp) -> None:
+        super().__init__(config)
+        self.app = app
+        self._drain: asyncio.Task[None] | None = None
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, self._on_signal)
+        try:
+            yield
+        finally:
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+
+    def _on_signal(self) -> None:
+        if self._drain is None:
+            self._drain = asyncio.get_running_loop().create_task(self._drain_then_exit())
+        else:
+            self.force_exit = True
+
+    async def _drain_then_exit(self) -> None:
+        try:
+            await self.app.gateway.drain()
+        finally:
+            self.should_exit = True
+
+
 def run(config: Config, host: str, port: int) -> int:
     configure_logging(config)
     if not config.redis_url:
@@ -99,6 +136,6 @@ def run(config: Config, host: str, port: int) -> int:
             "no JWT_SECRET or JWT_PUBLIC_KEY_FILE: only API keys authenticate"
         )
     app = create_app(config)
-    server = uvicorn.Server(uvicorn_config(app, config, host, port))
+    server = _Server(uvicorn_config(app, config, host, port), app)
     server.run()
     return 0
