@@ -121,9 +121,7 @@ class Publisher:
     ) -> None:
         self.settings = settings or RedisSettings.from_env()
         self._owns_client = client is None
-        self._redis = client or aioredis.Redis.from_url(
-            self.settings.url, **_client_options(self.settings)
-        )
+        self._redis = client or aioredis.Redis.from_url(self.settings.url, **_client_options(self.settings))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> Publisher:
@@ -139,9 +137,7 @@ class Publisher:
         if self._owns_client:
             await self._redis.aclose()
 
-    async def publish(
-        self, event: Event, *, org: str | None = None, user: str | None = None
-    ) -> str:
+    async def publish(self, event: Event, *, org: str | None = None, user: str | None = None) -> str:
         """Append one event; returns its stream entry id."""
         return (await self._send([_fields(event, org, user)]))[0]
 
@@ -174,14 +170,10 @@ class Publisher:
 class BlockingPublisher:
     """Thread-safe blocking publisher, same contract as :class:`Publisher`."""
 
-    def __init__(
-        self, settings: RedisSettings | None = None, *, client: redis.Redis | None = None
-    ) -> None:
+    def __init__(self, settings: RedisSettings | None = None, *, client: redis.Redis | None = None) -> None:
         self.settings = settings or RedisSettings.from_env()
         self._owns_client = client is None
-        self._redis = client or redis.Redis.from_url(
-            self.settings.url, **_client_options(self.settings)
-        )
+        self._redis = client or redis.Redis.from_url(self.settings.url, **_client_options(self.settings))
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> BlockingPublisher:

@@ -118,8 +118,6 @@ class RedisSettings:
             stream_key=env.get("STREAM_KEY") or DEFAULT_STREAM_KEY,
             maxlen=_int(env, "STREAM_MAXLEN", DEFAULT_MAXLEN),
             timeout=(
-                parse_duration("PUBLISH_TIMEOUT", timeout_raw)
-                if timeout_raw
-                else DEFAULT_PUBLISH_TIMEOUT
+                parse_duration("PUBLISH_TIMEOUT", timeout_raw) if timeout_raw else DEFAULT_PUBLISH_TIMEOUT
             ),
         )

@@ -26,9 +26,7 @@ ZERO_ID: Final[StreamId] = (0, 0)
 
 _ID_RE: Final = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?\Z")
 # RFC 3339 date-time, UTC or offset, up to nanoseconds (Go's RFC3339Nano).
-_RFC3339_RE: Final = re.compile(
-    r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z"
-)
+_RFC3339_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z")
 
 
 def parse_id(text: str) -> StreamId:

@@ -210,6 +210,4 @@ def _classify(frame: bytes | str, exc: Exception) -> ProtocolError:
             f"unknown message type {probe.type[:64]!r}; expected ping, subscribe or unsubscribe",
             type=probe.type[:64],
         )
-    return ProtocolError(
-        ErrorCode.INVALID_SUBSCRIPTION, f"invalid {probe.type}: {exc}", type=probe.type
-    )
+    return ProtocolError(ErrorCode.INVALID_SUBSCRIPTION, f"invalid {probe.type}: {exc}", type=probe.type)

@@ -42,7 +42,7 @@ events = st.builds(
         status=s,
         org=o,
         user=u,
-    ),  # fmt: skip
+    ),
     st.sampled_from(TYPES),
     st.sampled_from(IDS),
     st.sampled_from(IDS),

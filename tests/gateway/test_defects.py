@@ -296,8 +296,10 @@ async def test_raw_xadd_and_unusable_entries(gateway: GatewayProcess, redis_mod:
         await subscribe(ws, "executions:exec_raw")
         client.xadd("ws:events", {"type": "bogus", "data": "{}"})
         client.xadd("ws:events", {"type": "execution.failed", "data": "[not an object"})
-        good = client.xadd("ws:events", {"type": "execution.failed", "ts": "2026-11-26T10:00:00Z",
-            "data": '{"execution_id":"exec_raw","workflow_id":"w","status":"failed","error_message":"boom"}'})  # fmt: skip
+        data = '{"execution_id":"exec_raw","workflow_id":"w","status":"failed","error_message":"boom"}'
+        good = client.xadd(
+            "ws:events", {"type": "execution.failed", "ts": "2026-11-26T10:00:00Z", "data": data}
+        )
         [event] = await recv_until(ws, 1)
     client.close()
     assert event["id"] == (good.decode() if isinstance(good, bytes) else good)
