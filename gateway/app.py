@@ -13,7 +13,7 @@ import itertools
 import logging
 import random
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
@@ -21,7 +21,7 @@ import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
 from gateway.auth import Authenticator, AuthError, Identity, MemoryApiKeys, RedisApiKeys
 from gateway.config import Config
@@ -157,14 +157,22 @@ def _origin_allowed(config: Config, headers: dict[str, str]) -> bool:
 class FlowwireApp:
     """The ASGI callable: ``/ws`` directly, everything else through Starlette."""
 
-    def __init__(self, gateway: Gateway) -> None:
+    def __init__(
+        self,
+        gateway: Gateway,
+        *,
+        routes: Sequence[BaseRoute] = (),
+        background: Sequence[Callable[[Gateway], Coroutine[Any, Any, None]]] = (),
+    ) -> None:
         self.gateway = gateway
+        self.background = background
         self.starlette = Starlette(
             routes=[
                 Route("/ws/stats", self.stats),
                 Route("/metrics", self.metrics),
                 Route("/healthz", self.healthz),
                 Route("/readyz", self.readyz),
+                *routes,
             ],
             lifespan=self.lifespan,
         )
@@ -178,9 +186,13 @@ class FlowwireApp:
     @contextlib.asynccontextmanager
     async def lifespan(self, app: Starlette) -> AsyncIterator[None]:
         await self.gateway.start()
+        tasks = [asyncio.create_task(job(self.gateway)) for job in self.background]
         try:
             yield
         finally:
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
             await self.gateway.stop()
 
     # -- HTTP --------------------------------------------------------------------------
@@ -344,5 +356,12 @@ class FlowwireApp:
         return asyncio.get_running_loop().call_later(delay, expire)
 
 
-def create_app(config: Config | None = None, *, log: EventLog | None = None) -> FlowwireApp:
-    return FlowwireApp(Gateway(config or Config.from_env(), log))
+def create_app(
+    config: Config | None = None,
+    *,
+    log: EventLog | None = None,
+    routes: Sequence[BaseRoute] = (),
+    background: Sequence[Callable[[Gateway], Coroutine[Any, Any, None]]] = (),
+) -> FlowwireApp:
+    """The gateway as an ASGI app; ``routes`` and ``background`` jobs extend it (demo)."""
+    return FlowwireApp(Gateway(config or Config.from_env(), log), routes=routes, background=background)

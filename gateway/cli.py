@@ -116,6 +116,16 @@ def _cmd_api_key(args: argparse.Namespace) -> int:
     return keys.main(config.redis_url, args)
 
 
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from gateway import demo
+    from gateway.config import SettingError
+
+    try:
+        return demo.main(args.host, args.port, args.rate, args.seed)
+    except SettingError as exc:
+        return _fail(str(exc))
+
+
 def _cmd_tail(args: argparse.Namespace) -> int:
     from gateway import tail
 
@@ -158,6 +168,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
     p.set_defaults(handler=_cmd_serve)
+
+    p = sub.add_parser(
+        "demo",
+        help="run a gateway with a simulated executor and a live dashboard",
+        description="Serves the dashboard at / and prints its URL with a token. Runs on the "
+        "embedded event log unless REDIS_URL is set. The settings of `serve` apply.",
+    )
+    p.add_argument("--host", default="127.0.0.1", help="address (default 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument("--rate", type=float, default=0.5, help="new executions per second (default 0.5)")
+    p.add_argument("--seed", type=int, default=None, help="random seed, for a reproducible run")
+    p.set_defaults(handler=_cmd_demo)
 
     p = sub.add_parser(
         "token",

@@ -124,7 +124,7 @@ class _Server(uvicorn.Server):
             self.should_exit = True
 
 
-def run(config: Config, host: str, port: int) -> int:
+def run(config: Config, host: str, port: int, app: FlowwireApp | None = None) -> int:
     configure_logging(config)
     if not config.redis_url:
         logging.getLogger("flowwire").warning(
@@ -135,7 +135,7 @@ def run(config: Config, host: str, port: int) -> int:
         logging.getLogger("flowwire").warning(
             "no JWT_SECRET or JWT_PUBLIC_KEY_FILE: only API keys authenticate"
         )
-    app = create_app(config)
+    app = app or create_app(config)
     server = _Server(uvicorn_config(app, config, host, port), app)
     server.run()
     return 0
