@@ -160,9 +160,7 @@ class Hub:
                                        type="subscribe", channel=action.name))  # fmt: skip
                 return
             # The reader may be behind the log: resume is judged against the log itself.
-            recovered = is_recoverable(
-                since, last=max(info.last, self.position), max_deleted=info.max_deleted
-            )
+            recovered = is_recoverable(since, last=max(info.last, self.position), floor=info.floor)
         if conn.closing:
             return
         position = self.position

@@ -34,7 +34,8 @@ class LogUnavailable(LogError):
 @dataclass(frozen=True, slots=True)
 class LogInfo:
     last: StreamId  # the last id ever generated (0-0 for a new stream)
-    max_deleted: StreamId  # the highest id trimmed or deleted
+    #: The oldest cursor that can be resumed: every entry after it is still held.
+    floor: StreamId
     length: int
 
 

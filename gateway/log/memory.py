@@ -71,7 +71,7 @@ class MemoryLog:
         return self._after(after, count)
 
     async def info(self) -> LogInfo:
-        return LogInfo(last=self._last, max_deleted=self._max_deleted, length=len(self._sids))
+        return LogInfo(last=self._last, floor=self._max_deleted, length=len(self._sids))
 
     async def ping(self) -> None:
         return None

@@ -73,16 +73,14 @@ class RedisLog:
             raw: Any = await self.client.execute_command("XINFO", "STREAM", self.stream_key)  # type: ignore[no-untyped-call]
         except redis.exceptions.ResponseError as exc:
             if "no such key" in str(exc).lower():
-                return LogInfo(last=ZERO_ID, max_deleted=ZERO_ID, length=0)
+                return LogInfo(last=ZERO_ID, floor=ZERO_ID, length=0)
             raise
         except _FAILURES as exc:
             raise LogUnavailable(repr(exc)) from exc
         fields = _pairs(raw)
-        return LogInfo(
-            last=_sid(fields.get("last-generated-id")),
-            max_deleted=_sid(fields.get("max-deleted-entry-id")),
-            length=int(fields.get("length", 0)),
-        )
+        last = _sid(fields.get("last-generated-id"))
+        length = int(fields.get("length", 0))
+        return LogInfo(last=last, floor=_floor(fields, last, length), length=length)
 
     async def ping(self) -> None:
         try:
@@ -93,6 +91,20 @@ class RedisLog:
     async def aclose(self) -> None:
         await self._reader.aclose()
         await self.client.aclose()
+
+
+def _floor(fields: dict[str, Any], last: StreamId, length: int) -> StreamId:
+    """The oldest resumable cursor. Redis does not record which ids ``MAXLEN`` trimmed,
+    so once anything was removed, only a cursor at or after the first entry still held
+    is safe (one entry conservative: a client may be told to reload needlessly, never
+    to trust a gap)."""
+    added = int(fields.get("entries-added", length))
+    if added <= length:
+        return ZERO_ID  # nothing ever removed
+    first = fields.get("first-entry")
+    if not first:
+        return last  # everything removed: only the newest cursor is whole
+    return max(_sid(first[0]), _sid(fields.get("max-deleted-entry-id")))
 
 
 def _pairs(raw: Any) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from websockets.asyncio.client import ClientConnection, connect
 from gateway.auth import mint_token
 from tests.support.gateway import SECRET
 
-__all__ = ["open_ws", "recv_json", "recv_until", "subscribe", "token"]
+__all__ = ["assert_nothing_more", "open_ws", "recv_json", "recv_until", "subscribe", "token"]
 
 
 def token(user: str = "u1", org: str | None = None, ttl: float = 900, **claims: Any) -> str:
@@ -45,3 +45,14 @@ async def recv_until(ws: ClientConnection, count: int, timeout: float = 10.0) ->
             if "id" in doc:
                 events.append(doc)
     return events
+
+
+async def assert_nothing_more(ws: ClientConnection) -> list[dict[str, Any]]:
+    """Ping and read up to the pong: no event may arrive before it. Returns the control
+    frames seen on the way."""
+    await ws.send('{"type":"ping"}')
+    seen = []
+    while (doc := await recv_json(ws))["type"] != "pong":
+        assert "id" not in doc, f"unexpected event {doc}"
+        seen.append(doc)
+    return seen

@@ -291,9 +291,13 @@ var WebSocketClient = class {
   get lastEventId() {
     return this.lastEventId_;
   }
-  /** Where the next reconnect resumes from: the last event id, else the highest `position`. */
+  /**
+   * Where the next reconnect resumes from: the last event id, or a later `position` the
+   * client adopted (the highest one before any event, or the one a `recovered: false`
+   * reply moved it to).
+   */
   get resumeCursor() {
-    return this.lastEventId_ ?? this.position_;
+    return maxEventId(this.lastEventId_, this.position_);
   }
   /** The current socket, for diagnostics and tests (e.g. to drop it); null when none. */
   get socket() {
@@ -709,6 +713,7 @@ var WebSocketClient = class {
       this.notifyStatus();
     }
     if (data["recovered"] === false) {
+      if (isEventId(position)) this.position_ = maxEventId(this.position_, position);
       const resync = {
         type: "resync",
         timestamp: now(),

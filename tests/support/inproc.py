@@ -1,0 +1,74 @@
+"""A gateway under real uvicorn in this process, on a free port, over either event log
+(the embedded one or Redis), so that one test runs against both."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+import uvicorn
+
+from gateway.app import FlowwireApp, create_app
+from gateway.config import Config
+from gateway.log import EventLog
+from gateway.log.memory import MemoryLog
+from gateway.log.redis import RedisLog
+from gateway.server import uvicorn_config
+from schemas.events import make_event
+from schemas.stream import encode_entry
+from tests.support.checker import Appended
+from tests.support.gateway import SECRET
+from tests.support.redis_server import free_port
+
+__all__ = ["Served", "serve"]
+
+
+@dataclass
+class Served:
+    app: FlowwireApp
+    log: EventLog
+    port: int
+    appended: list[Appended]
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    async def append(
+        self, event_type: str, data: dict[str, Any], *, org: str | None = None, user: str | None = None
+    ) -> str:
+        entry_id = (
+            await self.log.append(encode_entry(make_event(event_type, data), org=org, user=user))
+        ).decode()
+        self.appended.append(Appended(entry_id, event_type, json.loads(json.dumps(data)), org, user))
+        return entry_id
+
+
+@asynccontextmanager
+async def serve(kind: str, redis_url: str | None = None, **settings: Any) -> AsyncIterator[Served]:
+    config = dataclasses.replace(Config(jwt_secret=SECRET, rate_limit=0), **settings)
+    log: EventLog
+    if kind == "memory":
+        log = MemoryLog(maxlen=config.stream_maxlen)
+    else:
+        assert redis_url is not None
+        log = RedisLog(redis_url, f"ws:events:{time.monotonic_ns()}", maxlen=config.stream_maxlen)
+    app = create_app(config, log=log)
+    port = free_port()
+    server = uvicorn.Server(uvicorn_config(app, config, "127.0.0.1", port))
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        await asyncio.sleep(0.01)
+        if task.done():
+            task.result()
+    try:
+        yield Served(app, log, port, [])
+    finally:
+        server.should_exit = True
+        await asyncio.wait_for(task, 20)
