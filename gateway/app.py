@@ -31,6 +31,7 @@ from gateway.hub import Hub
 from gateway.log import EventLog, LogUnavailable
 from gateway.log.memory import MemoryLog
 from gateway.metrics import Metrics, Stats
+from gateway.mirror import Mirror
 from gateway.reader import StreamReader
 from schemas.codec import format_id, rfc3339_now
 from schemas.control import CloseCode
@@ -63,6 +64,11 @@ class Gateway:
         self.auth = Authenticator(config, api_keys)
         self.hub = Hub(config, log, self.stats, self.metrics)
         self.reader = StreamReader(self.hub, log, batch=config.reader_batch)
+        self.mirror: Mirror | None = None
+        if config.redis_url and config.mirror_enabled:
+            self.mirror = Mirror(
+                config.redis_url, config.stream_key, claim_idle=config.mirror_claim_idle, stats=self.stats
+            )
         self.draining = False
         self.started = False
         self._ids = itertools.count(1)
@@ -96,6 +102,8 @@ class Gateway:
                     logger.error("event log unavailable at start-up, retrying: %s", exc)
                 await asyncio.sleep(min(5.0, 0.1 * 2**attempt))
         self._tasks.append(asyncio.create_task(self.reader.run(), name="flowwire-reader"))
+        if self.mirror is not None:
+            self._tasks.append(asyncio.create_task(self.mirror.run(), name="flowwire-mirror"))
         self.started = True
 
     async def stop(self) -> None:
@@ -104,6 +112,8 @@ class Gateway:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.hub.aclose()
+        if self.mirror is not None:
+            await self.mirror.aclose()
         await self.log.aclose()
 
     async def drain(self) -> None:

@@ -90,6 +90,7 @@ class Connection:
         "outbox",
         "replay_cursor",
         "session",
+        "subscribing",
         "write_timeout",
     )
 
@@ -110,6 +111,7 @@ class Connection:
         self.outbox: Outbox[OutFrame] = Outbox(send_buffer)
         self.last_sid: StreamId = ZERO_ID  # the last event queued: the order guard
         self.replay_cursor: StreamId | None = None  # not None while replaying
+        self.subscribing = 0  # subscribes with `since` being processed
         self.closing = False
         self.close_code = 0
         self._close_reason = ""

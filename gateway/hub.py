@@ -30,7 +30,7 @@ from typing import Final
 from gateway.config import Config
 from gateway.connection import Connection, OutFrame
 from gateway.core.backoff import Backoff
-from gateway.core.filters import compile_filters
+from gateway.core.filters import CompiledFilter, compile_filters
 from gateway.core.index import Subscription, SubscriptionIndex
 from gateway.core.resume import is_recoverable
 from gateway.core.session import (
@@ -44,6 +44,7 @@ from gateway.core.session import (
 )
 from gateway.log import EventLog, LogUnavailable
 from gateway.metrics import Metrics, Stats
+from schemas.channels import Channel
 from schemas.codec import ZERO_ID, StreamId, format_id, parse_id, rfc3339_now
 from schemas.control import CloseCode, ErrorCode
 from schemas.envelope import event_frame
@@ -54,6 +55,7 @@ __all__ = ["Hub"]
 logger = logging.getLogger("flowwire.hub")
 
 _REPLAY_BATCH: Final = 200
+_MISSED_SCAN_LIMIT: Final = 20_000
 
 
 class Hub:
@@ -148,37 +150,64 @@ class Hub:
         conn.flush()
 
     async def _subscribe(self, conn: Connection, action: SubscribeChannel) -> None:
-        recovered: bool | None = None
         since = action.since
+        recovered: bool | None = None
+        flt = compile_filters(action.filters)
         if since is not None:
+            # Holds this connection's replay meanwhile: the subscriptions a client sends
+            # together after a reconnect resume together, from the same cursor.
+            conn.subscribing += 1
             try:
-                info = await self.log.info()
+                recovered = await self._recoverable(conn, action.channel, flt, since)
             except LogUnavailable:
                 conn.session.channels.pop(action.name, None)
                 conn.reply(error_frame(rfc3339_now(), ErrorCode.INTERNAL_ERROR,
                                        "event log unavailable; subscribe again shortly",
                                        type="subscribe", channel=action.name))  # fmt: skip
                 return
-            # The reader may be behind the log: resume is judged against the log itself.
-            recovered = is_recoverable(since, last=max(info.last, self.position), floor=info.floor)
+            finally:
+                conn.subscribing -= 1
         if conn.closing:
             return
         position = self.position
-        from_sid = position
-        if recovered:
-            assert since is not None
-            from_sid = max(since, conn.last_sid)
-        sub = Subscription(
-            conn, conn.identity.org_id, action.channel, compile_filters(action.filters), from_sid
-        )
-        self.index.add(sub)
-        conn.reply(
-            subscribed_frame(rfc3339_now(), action.name, action.filters, format_id(position), recovered)
-        )
+        from_sid = max(since, conn.last_sid) if recovered and since is not None else position
+        self.index.add(Subscription(conn, conn.identity.org_id, action.channel, flt, from_sid))
+        frame = subscribed_frame(rfc3339_now(), action.name, action.filters, format_id(position), recovered)
+        conn.reply(frame)
         if from_sid < position:
             self._start_replay(conn, from_sid)
         if self._debug:
             logger.debug("conn=%d subscribed %s since=%s", conn.id, action.name, since)
+
+    async def _recoverable(
+        self, conn: Connection, channel: Channel, flt: CompiledFilter, since: StreamId
+    ) -> bool:
+        info = await self.log.info()
+        held = since != ZERO_ID and await self.log.contains(since)
+        if not is_recoverable(since, held=held, floor=info.floor):
+            return False
+        if since >= conn.last_sid:
+            return True
+        # This connection already delivered events after `since`: the new channel's
+        # events in between can no longer come in order. Recovered only if there are none.
+        probe = Subscription(conn, conn.identity.org_id, channel, flt, since)
+        cursor, scanned = since, 0
+        while cursor < conn.last_sid and scanned < _MISSED_SCAN_LIMIT:
+            entries = await self.log.range(cursor, _REPLAY_BATCH)
+            if not entries:
+                return True
+            for entry_id, fields in entries:
+                try:
+                    event = decode_entry(entry_id, fields)
+                except InvalidEntry:
+                    continue
+                if event.sid > conn.last_sid:
+                    return True
+                if probe.matches(event) and not self._owed(conn, event):
+                    return False
+                cursor = event.sid
+            scanned += len(entries)
+        return cursor >= conn.last_sid
 
     # -- resume ------------------------------------------------------------------------
 
@@ -196,6 +225,9 @@ class Hub:
         backoff = Backoff(base=0.05, cap=2.0)
         failures = 0
         while not conn.closing and conn.replay_cursor is not None:
+            if conn.subscribing:
+                await asyncio.sleep(0.002)  # let the subscriptions sent with it join in
+                continue
             cursor = conn.replay_cursor
             if cursor >= self.position:
                 conn.replay_cursor = None  # caught up: live from here, in the same step

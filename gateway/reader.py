@@ -21,7 +21,7 @@ import time
 from gateway.core.backoff import Backoff
 from gateway.hub import Hub
 from gateway.log import EventLog, LogUnavailable
-from schemas.codec import format_id
+from schemas.codec import ZERO_ID, format_id
 from schemas.control import CloseCode
 
 __all__ = ["StreamReader"]
@@ -78,13 +78,21 @@ class StreamReader:
         except LogUnavailable as exc:
             await self._failed(exc)
             return
-        if info.last < self.hub.position:
+        position = self.hub.position
+        try:
+            lost = position != ZERO_ID and not await self.log.contains(position)
+        except LogUnavailable as exc:
+            await self._failed(exc)
+            return
+        if lost:
+            # Our position is no longer in the stream: Redis came back without its data
+            # (or trimmed past us while we were away). Clients' cursors are gone too.
             self.resets += 1
             logger.error(
-                "the stream is behind our position (%s < %s): its data was lost; "
+                "the stream no longer holds our position %s (last id now %s): its data was lost; "
                 "closing every connection so that clients reload",
+                format_id(position),
                 format_id(info.last),
-                format_id(self.hub.position),
             )
             self.hub.close_all(CloseCode.SERVICE_RESTART, "stream reset; reconnect after 1s and reload")
             self.hub.position = info.last

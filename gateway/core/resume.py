@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
-from schemas.codec import StreamId
+from schemas.codec import ZERO_ID, StreamId
 
 __all__ = ["is_recoverable"]
 
 
-def is_recoverable(since: StreamId, *, last: StreamId, floor: StreamId) -> bool:
+def is_recoverable(since: StreamId, *, held: bool, floor: StreamId) -> bool:
     """``True`` when every entry after ``since`` is still in the stream.
 
-    ``floor`` is the oldest cursor from which the log still holds every later entry
-    (see ``LogInfo``). A ``since`` beyond the stream's last id means the stream was
-    rewound (a Redis that came back empty): not recoverable either, the client must
-    reload.
+    A cursor is always an entry id (an event's, or a ``position``, the last entry when
+    subscribing) or ``0-0``. ``held``: the log still holds the entry ``since``; as the
+    oldest entries are trimmed first, all later ones are then held too. This also
+    refuses a cursor from a stream that was lost and began again (a Redis that came
+    back empty): its ids are not in the new stream. ``0-0`` is whole only while nothing
+    was ever trimmed (``floor``, see ``LogInfo``).
     """
-    return floor <= since <= last
+    if since == ZERO_ID:
+        return floor == ZERO_ID
+    return held

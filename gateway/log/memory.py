@@ -70,6 +70,10 @@ class MemoryLog:
     async def range(self, after: StreamId, count: int) -> list[Entry]:
         return self._after(after, count)
 
+    async def contains(self, sid: StreamId) -> bool:
+        i = bisect.bisect_left(self._sids, sid)
+        return i < len(self._sids) and self._sids[i] == sid
+
     async def info(self) -> LogInfo:
         return LogInfo(last=self._last, floor=self._max_deleted, length=len(self._sids))
 

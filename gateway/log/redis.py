@@ -68,6 +68,14 @@ class RedisLog:
             raise LogUnavailable(repr(exc)) from exc
         return list(reply)
 
+    async def contains(self, sid: StreamId) -> bool:
+        entry = format_id(sid)
+        try:
+            reply: Any = await self.client.xrange(self.stream_key, min=entry, max=entry, count=1)
+        except _FAILURES as exc:
+            raise LogUnavailable(repr(exc)) from exc
+        return bool(reply)
+
     async def info(self) -> LogInfo:
         try:
             raw: Any = await self.client.execute_command("XINFO", "STREAM", self.stream_key)  # type: ignore[no-untyped-call]

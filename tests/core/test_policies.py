@@ -52,7 +52,7 @@ def test_backoff_sequence_doubles() -> None:
 
 
 def test_resume_recoverable() -> None:
-    assert is_recoverable((10, 0), last=(20, 0), floor=(5, 0))
-    assert is_recoverable((5, 0), last=(20, 0), floor=(5, 0))
-    assert not is_recoverable((4, 9), last=(20, 0), floor=(5, 0))  # trimmed
-    assert not is_recoverable((30, 0), last=(20, 0), floor=(0, 0))  # stream rewound
+    assert is_recoverable((10, 0), held=True, floor=(5, 0))
+    assert not is_recoverable((4, 9), held=False, floor=(5, 0))  # trimmed, or a lost stream
+    assert is_recoverable((0, 0), held=False, floor=(0, 0))  # from the start, nothing trimmed
+    assert not is_recoverable((0, 0), held=False, floor=(5, 0))

@@ -143,3 +143,31 @@ async def test_resubscribe_replaces_filters(kind: str, redis_server: RedisServer
         await gw.append("execution.completed", ex("e", status="completed"))
         await asyncio.sleep(0.2)
         await assert_nothing_more(ws)
+
+
+async def test_late_subscription_with_an_old_since(kind: str, redis_server: RedisServer) -> None:
+    """A channel added with a `since` older than what the connection already delivered:
+    its events in between cannot come in order, so `recovered` says whether any exist."""
+    async with serve(kind, redis_server.url) as gw:
+        start = await gw.append("execution.started", ex("e0"))
+        async with await open_ws(gw.url) as ws:
+            await subscribe(ws, "executions:e1", since=start)
+            await gw.append("execution.started", ex("e2"))  # nobody's
+            seen = await gw.append("execution.started", ex("e1"))
+            assert (await recv_until(ws, 1))[0]["id"] == seen
+            reply = await subscribe(ws, "executions:e3", since=start)  # e3 had no events: whole
+            assert reply["data"]["recovered"] is True
+            reply = await subscribe(ws, "executions:e2", since=start)  # e2's event was skipped
+            assert reply["data"]["recovered"] is False
+            live = await gw.append("execution.started", ex("e2"))
+            assert (await recv_until(ws, 1))[0]["id"] == live
+            await assert_nothing_more(ws)
+
+
+async def test_since_from_a_lost_stream_is_not_recovered(kind: str, redis_server: RedisServer) -> None:
+    async with serve(kind, redis_server.url) as gw:
+        await gw.append("execution.started", ex("e0"))
+        async with await open_ws(gw.url) as ws:
+            # An id of the right shape that this stream never held (another stream's).
+            reply = await subscribe(ws, "executions", since="1000-0")
+            assert reply["data"]["recovered"] is False
