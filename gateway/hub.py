@@ -56,6 +56,7 @@ logger = logging.getLogger("flowwire.hub")
 
 _REPLAY_BATCH: Final = 200
 _MISSED_SCAN_LIMIT: Final = 20_000
+_REPLAY_GATHER: Final = 0.05
 
 
 class Hub:
@@ -222,6 +223,10 @@ class Hub:
         task.add_done_callback(self._replays.discard)
 
     async def _replay(self, conn: Connection) -> None:
+        # A client resubscribes all its channels at once after a reconnect, in separate
+        # frames: give the rest a moment to join this replay, so that they all resume
+        # from the same cursor, in order (nothing is delivered to this connection meanwhile).
+        await asyncio.sleep(_REPLAY_GATHER)
         backoff = Backoff(base=0.05, cap=2.0)
         failures = 0
         while not conn.closing and conn.replay_cursor is not None:
