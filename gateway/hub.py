@@ -80,6 +80,7 @@ class Hub:
         self.stats.connections_opened += 1
 
     def unregister(self, conn: Connection) -> None:
+        conn.closing = True  # gone: its replay (if any) and drain stop here
         if self.connections.pop(conn.id, None) is None:
             return
         self.index.remove_owner(conn)

@@ -104,7 +104,9 @@ class Mirror:
                 failures = 0
                 while True:
                     await self._step()
-            except _FAILURES as exc:
+            except (*_FAILURES, redis.exceptions.ResponseError) as exc:
+                # ResponseError: e.g. NOGROUP after Redis came back empty; the group is
+                # created again on the next round.
                 if self.connected:
                     logger.error("mirror: Redis unavailable, retrying: %r", exc)
                 self.connected = False

@@ -56,6 +56,10 @@ class StreamReader:
             except LogUnavailable as exc:
                 await self._failed(exc)
                 continue
+            except Exception as exc:  # e.g. WRONGTYPE: reported, retried, never fatal
+                logger.exception("stream read failed")
+                await self._failed(exc)
+                continue
             if not self.connected:
                 await self._reconnected()
                 continue

@@ -42,6 +42,15 @@ class _JsonFormatter(logging.Formatter):
         return json.dumps(doc)
 
 
+class _NoUvicornConnectionLines(logging.Filter):
+    """flowwire logs one line per connection open and close; uvicorn's own lines for
+    the same (accepted, open, closed) would double them."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.msg if isinstance(record.msg, str) else ""
+        return not (message in ("connection open", "connection closed") or '"WebSocket %s"' in message)
+
+
 class _NoQuery(logging.Filter):
     """uvicorn's access lines include the query string: it may hold ``?token=``."""
 
@@ -70,6 +79,7 @@ def configure_logging(config: Config) -> None:
     # One line per connection is ours; uvicorn's per-request access lines are noise.
     logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
     logging.getLogger("uvicorn.error").setLevel(max(logging.INFO, config.log_level_number))
+    logging.getLogger("uvicorn.error").addFilter(_NoUvicornConnectionLines())
 
 
 def uvicorn_config(app: FlowwireApp, config: Config, host: str, port: int, **extra: Any) -> uvicorn.Config:
