@@ -303,3 +303,19 @@ def _legacy_channels(a: Appended) -> list[str]:
         out.append("approvals")
     out.append(f"workflows:{a.data['workflow_id']}")
     return out
+
+
+async def test_mirror_can_be_turned_off(redis_srv: RedisServer) -> None:
+    [gw] = pods(redis_srv, 1, MIRROR_ENABLED="off")
+    client = redis.asyncio.Redis.from_url(redis_srv.url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe("ws:broadcast:all")
+    try:
+        await publish(redis_srv.url, 20)
+        assert await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.5) is None
+        groups: Any = await client.xinfo_groups("ws:events")
+        assert groups == []
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
+        gw.stop()
