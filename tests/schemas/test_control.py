@@ -162,3 +162,34 @@ def test_error_messages_round_trip(code: str, message: str) -> None:
 
     msg = ErrorMessage(timestamp="2026-01-01T00:00:00Z", data=ErrorData(code=code, message=message))
     assert server_decoder.decode(msgspec.json.encode(msg)) == msg
+
+
+_ts = st.sampled_from(["2026-01-01T00:00:00Z", "2026-01-01T00:00:00.123456789+02:00"])
+
+
+@given(_ts, _channels, _ids, st.integers(0, 2**40), st.none() | st.booleans())
+def test_server_control_messages_round_trip(
+    ts: str, channel: str, statuses: list[str], ms: int, recovered: bool | None
+) -> None:
+    from schemas.control import ChannelData, Pong, Unsubscribed
+    from schemas.envelope import server_decoder
+
+    for msg in (
+        Pong(timestamp=ts),
+        Unsubscribed(timestamp=ts, data=ChannelData(channel)),
+        Subscribed(
+            timestamp=ts,
+            data=SubscribedData(
+                channel=channel, filters=Filters(statuses=statuses), position=f"{ms}-0", recovered=recovered
+            ),
+        ),
+    ):
+        assert server_decoder.decode(msgspec.json.encode(msg)) == msg
+
+
+@given(_channels, st.none() | _json)
+def test_client_control_messages_round_trip(channel: str, data: object) -> None:
+    from schemas.control import UnsubscribeData
+
+    for msg in (Ping(data=data), Unsubscribe(data=UnsubscribeData(channel))):
+        assert decode_client(msgspec.json.encode(msg)) == msg
