@@ -171,3 +171,18 @@ async def test_since_from_a_lost_stream_is_not_recovered(kind: str, redis_server
             # An id of the right shape that this stream never held (another stream's).
             reply = await subscribe(ws, "executions", since="1000-0")
             assert reply["data"]["recovered"] is False
+
+
+async def test_compressed_connections_take_the_asgi_path(redis_server: RedisServer) -> None:
+    """WS_COMPRESSION=on: frames must be compressed per client, so they go through ASGI
+    `send` (the drain task) instead of the shared pre-built frames; same guarantees."""
+    async with serve("memory", redis_server.url, compression=True) as gw:
+        async with await open_ws(gw.url) as ws:
+            assert ws.protocol.extensions, "permessage-deflate was not negotiated"
+            await subscribe(ws, "executions")
+            await subscribe(ws, "executions:e1")
+            ids = [await gw.append("execution.started", ex("e1")) for _ in range(50)]
+            got = [e["id"] for e in await recv_until(ws, 50)]
+            [conn] = gw.app.gateway.hub.connections.values()
+            assert not conn.direct
+        assert got == ids
