@@ -19,12 +19,17 @@ def redis_server() -> Iterator[RedisServer]:
         server.close()
 
 
-@pytest.fixture
-def redis_url(redis_server: RedisServer) -> Iterator[str]:
-    """The private server's URL, flushed after each test (it is ours alone)."""
-    yield redis_server.url
-    client = redis.Redis.from_url(redis_server.url)
+def _flush(url: str) -> None:
+    client = redis.Redis.from_url(url)
     try:
         client.flushall()
     finally:
         client.close()
+
+
+@pytest.fixture
+def redis_url(redis_server: RedisServer) -> Iterator[str]:
+    """The private server's URL, empty at the start of the test (it is ours alone)."""
+    _flush(redis_server.url)
+    yield redis_server.url
+    _flush(redis_server.url)
