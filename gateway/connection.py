@@ -50,19 +50,15 @@ def ws_text_frame(payload: bytes) -> bytes:
 
 
 class OutFrame:
-    """One outgoing message, encoded once and shared by every connection it goes to."""
+    """One outgoing message, encoded once and shared by every connection it goes to:
+    the JSON ``payload`` (for ``send``) and its WebSocket frame ``wire`` (for direct
+    writes)."""
 
-    __slots__ = ("_wire", "payload")
+    __slots__ = ("payload", "wire")
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
-        self._wire: bytes | None = None
-
-    @property
-    def wire(self) -> bytes:
-        if self._wire is None:
-            self._wire = ws_text_frame(self.payload)
-        return self._wire
+        self.wire = ws_text_frame(payload)
 
 
 def direct_protocol(send: Any) -> Any | None:
@@ -84,6 +80,7 @@ class Connection:
         "_send",
         "close_code",
         "closing",
+        "direct",
         "id",
         "identity",
         "last_sid",
@@ -108,7 +105,8 @@ class Connection:
         self.id = conn_id
         self.identity = identity
         self.session = session
-        self.outbox: Outbox[OutFrame] = Outbox(send_buffer)
+        # What this connection writes: WebSocket frames (direct) or JSON payloads (ASGI).
+        self.outbox: Outbox[bytes] = Outbox(send_buffer)
         self.last_sid: StreamId = ZERO_ID  # the last event queued: the order guard
         self.replay_cursor: StreamId | None = None  # not None while replaying
         self.subscribing = 0  # subscribes with `since` being processed
@@ -118,12 +116,9 @@ class Connection:
         self.write_timeout = write_timeout
         self._send = send
         self._proto: Any = direct_protocol(send)
+        self.direct = self._proto is not None
         self._drain_task: asyncio.Task[None] | None = None
         self._on_closed = on_closed
-
-    @property
-    def direct(self) -> bool:
-        return self._proto is not None
 
     # -- the hot path: called by the hub for every matching event, never awaits -------
 
@@ -134,7 +129,7 @@ class Connection:
         return self.queue_event(frame, sid)
 
     def queue_event(self, frame: OutFrame, sid: StreamId) -> bool:
-        if not self.outbox.offer_event(frame):
+        if not self.outbox.offer_event(frame.wire if self.direct else frame.payload):
             self.close(CloseCode.SLOW_CONSUMER, "slow consumer; resume from your last id")
             return False
         self.last_sid = sid
@@ -143,7 +138,7 @@ class Connection:
     def reply(self, payload: bytes) -> None:
         """Queue a control reply: never dropped (defect 9)."""
         if not self.closing:
-            self.outbox.put_control(OutFrame(payload))
+            self.outbox.put_control(ws_text_frame(payload) if self.direct else payload)
 
     def flush(self) -> None:
         """Write what is queued, now if the socket takes it, else from a drain task."""
@@ -157,8 +152,8 @@ class Connection:
             and not proto.close_sent
             and not proto.transport.is_closing()
         ):
-            frames = self.outbox.take()
-            proto.transport.write(frames[0].wire if len(frames) == 1 else b"".join([f.wire for f in frames]))
+            # Everything this connection is owed, in one write (DESIGN §9).
+            proto.transport.write(b"".join(self.outbox.take()))
             return
         self._start_drain()
 
@@ -192,15 +187,15 @@ class Connection:
                     return
             if proto.close_sent or proto.transport.is_closing():
                 return
-            frames = self.outbox.take()
-            proto.transport.write(b"".join([f.wire for f in frames]))
+            proto.transport.write(b"".join(self.outbox.take()))
 
     async def _drain_asgi(self) -> None:
-        while (frame := self.outbox.take_one()) is not None:
-            await asyncio.wait_for(
-                self._send({"type": "websocket.send", "text": frame.payload.decode()}),
-                self.write_timeout,
-            )
+        # What was taken is being sent; the outbox bounds what arrives meanwhile.
+        while self.outbox:
+            for payload in self.outbox.take():
+                await asyncio.wait_for(
+                    self._send({"type": "websocket.send", "text": payload.decode()}), self.write_timeout
+                )
 
     def _stalled(self) -> None:
         # SERVER_WRITE_TIMEOUT: the client took nothing for that long. What was queued

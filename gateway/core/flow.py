@@ -12,7 +12,6 @@ dropped silently.
 
 from __future__ import annotations
 
-from collections import deque
 from typing import Generic, TypeVar
 
 __all__ = ["Outbox", "RateDecision", "TokenBucket"]
@@ -21,13 +20,15 @@ F = TypeVar("F")
 
 
 class Outbox(Generic[F]):
+    """Frames in order; ``events`` counts the event frames among them."""
+
     __slots__ = ("_events", "_frames", "limit")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError("outbox limit must be >= 1")
         self.limit = limit
-        self._frames: deque[tuple[F, bool]] = deque()
+        self._frames: list[F] = []
         self._events = 0
 
     def __len__(self) -> int:
@@ -45,28 +46,20 @@ class Outbox(Generic[F]):
         """Queue an event frame; ``False`` (and nothing queued) when full."""
         if self._events >= self.limit:
             return False
-        self._frames.append((frame, True))
+        self._frames.append(frame)
         self._events += 1
         return True
 
     def put_control(self, frame: F) -> None:
         """Queue a control reply: always accepted."""
-        self._frames.append((frame, False))
+        self._frames.append(frame)
 
     def take(self) -> list[F]:
         """Everything queued, in order; the outbox is empty afterwards."""
-        frames = [frame for frame, _ in self._frames]
-        self._frames.clear()
+        frames = self._frames
+        self._frames = []
         self._events = 0
         return frames
-
-    def take_one(self) -> F | None:
-        if not self._frames:
-            return None
-        frame, is_event = self._frames.popleft()
-        if is_event:
-            self._events -= 1
-        return frame
 
 
 class RateDecision:

@@ -19,13 +19,13 @@ def test_outbox_bounds_events_but_never_control() -> None:
     assert not box.full and len(box) == 0
 
 
-def test_outbox_take_one_keeps_the_count() -> None:
+def test_outbox_counts_events_only() -> None:
     box: Outbox[str] = Outbox(1)
     box.put_control("c")
-    box.offer_event("e")
-    assert box.take_one() == "c" and box.full
-    assert box.take_one() == "e" and not box.full
-    assert box.take_one() is None
+    assert box.offer_event("e") and box.full
+    box.put_control("c2")
+    assert box.events == 1 and len(box) == 3
+    assert box.take() == ["c", "e", "c2"] and not box.full
     with pytest.raises(ValueError, match="limit"):
         Outbox(0)
 
