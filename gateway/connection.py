@@ -126,7 +126,12 @@ class Connection:
         """Queue a live event; ``False`` if not queued (replaying, seen, closing, full)."""
         if self.replay_cursor is not None or sid <= self.last_sid or self.closing:
             return False
-        return self.queue_event(frame, sid)
+        # queue_event(), inlined: this runs once per event per matching connection.
+        if not self.outbox.offer_event(frame.wire if self.direct else frame.payload):
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer; resume from your last id")
+            return False
+        self.last_sid = sid
+        return True
 
     def queue_event(self, frame: OutFrame, sid: StreamId) -> bool:
         if not self.outbox.offer_event(frame.wire if self.direct else frame.payload):
