@@ -17,7 +17,7 @@ import json
 import secrets
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import jwt
@@ -52,7 +52,6 @@ class Identity:
     roles: tuple[str, ...] = ()
     expires_at: float | None = None  # epoch seconds; the connection closes with 4001
     method: str = "jwt"
-    extra: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
 def digest(key: str) -> str:

@@ -123,6 +123,8 @@ def subscribed_frame(
 class Session:
     """The protocol state of one authenticated connection."""
 
+    __slots__ = ("_bucket", "channels", "max_subscriptions", "state", "user_id")
+
     def __init__(
         self,
         user_id: str,
