@@ -19,6 +19,7 @@ from publisher.settings import (
     DEFAULT_STREAM_KEY,
     SettingError,
     parse_duration,
+    parse_int,
     redis_url_from_env,
 )
 
@@ -122,14 +123,7 @@ class _Env:
         return value if value else SETTINGS[name][0]
 
     def int(self, name: str, minimum: int = 0) -> int:
-        raw = self.raw(name)
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingError(name, raw, "an integer") from None
-        if value < minimum:
-            raise SettingError(name, raw, f"an integer >= {minimum}")
-        return value
+        return parse_int(name, self.raw(name), minimum)
 
     def number(self, name: str) -> float:
         raw = self.raw(name)

@@ -19,6 +19,7 @@ __all__ = [
     "RedisSettings",
     "SettingError",
     "parse_duration",
+    "parse_int",
     "redis_url_from_env",
 ]
 
@@ -57,10 +58,8 @@ def parse_duration(name: str, value: str) -> float:
     return seconds
 
 
-def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
+def parse_int(name: str, raw: str, minimum: int = 0) -> int:
+    """An integer setting, at least ``minimum``; the error names the setting."""
     try:
         value = int(raw)
     except ValueError:
@@ -68,6 +67,11 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     if value < minimum:
         raise SettingError(name, raw, f"an integer >= {minimum}")
     return value
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    return default if raw is None or raw == "" else parse_int(name, raw, minimum)
 
 
 def redis_url_from_env(env: Mapping[str, str]) -> str | None:
