@@ -128,15 +128,46 @@ class Connection:
             return False
         # queue_event(), inlined: this runs once per event per matching connection.
         if not self.outbox.offer_event(frame.wire if self.direct else frame.payload):
-            self.close(CloseCode.SLOW_CONSUMER, "slow consumer; resume from your last id")
-            return False
+            return self._overflow(frame, sid)
         self.last_sid = sid
         return True
 
+    def deliver_now(self, frame: OutFrame, sid: StreamId) -> bool:
+        """A single event (not a batch): written at once when nothing waits before it,
+        else queued and flushed. ``True`` if delivered or queued."""
+        if self.replay_cursor is not None or sid <= self.last_sid or self.closing:
+            return False
+        proto: Any = self._proto
+        if (
+            proto is not None
+            and not self.outbox
+            and self._drain_task is None
+            and proto.writable.is_set()
+            and not proto.close_sent
+            and not proto.transport.is_closing()
+        ):
+            proto.transport.write(frame.wire)
+            self.last_sid = sid
+            return True
+        if self.queue_event(frame, sid):
+            self.flush()
+            return True
+        return False
+
+    def _overflow(self, frame: OutFrame, sid: StreamId) -> bool:
+        # The outbox is full in the middle of a batch: if the socket takes what is
+        # queued, write it now and go on; only a socket that does not is a slow consumer.
+        if self.direct:
+            self.flush()
+            if self.outbox.offer_event(frame.wire):
+                self.last_sid = sid
+                return True
+        self.close(CloseCode.SLOW_CONSUMER, "slow consumer; resume from your last id")
+        return False
+
     def queue_event(self, frame: OutFrame, sid: StreamId) -> bool:
         if not self.outbox.offer_event(frame.wire if self.direct else frame.payload):
-            self.close(CloseCode.SLOW_CONSUMER, "slow consumer; resume from your last id")
-            return False
+            return self._overflow(frame, sid)
         self.last_sid = sid
         return True
 

@@ -104,6 +104,10 @@ class Hub:
         """Route a batch of stream entries. Synchronous: never awaits a client."""
         touched: dict[Connection, None] = {}
         match = self.index.match
+        # A lone event (a quiet stream) is written to each socket at once; a batch is
+        # queued and each connection's share goes out in one write at the end.
+        batch = len(entries) > 1
+        deliver = Connection.deliver if batch else Connection.deliver_now
         for entry_id, fields in entries:
             try:
                 event = decode_entry(entry_id, fields)
@@ -118,9 +122,10 @@ class Hub:
             sid = event.sid
             queued = 0
             for conn in targets:
-                if conn.deliver(frame, sid):
-                    touched[conn] = None
+                if deliver(conn, frame, sid):
                     queued += 1
+                    if batch:
+                        touched[conn] = None
             self.stats.events_matched += 1
             self.stats.deliveries += queued
             self.metrics.observe_entry(sid[0])

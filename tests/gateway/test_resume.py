@@ -186,3 +186,17 @@ async def test_compressed_connections_take_the_asgi_path(redis_server: RedisServ
             [conn] = gw.app.gateway.hub.connections.values()
             assert not conn.direct
         assert got == ids
+
+
+async def test_a_burst_larger_than_the_send_buffer_reaches_a_fast_client(
+    kind: str, redis_server: RedisServer
+) -> None:
+    """The reader's batch (500) is larger than the outbox (16 here): a client whose socket
+    keeps up must not be taken for a slow consumer (found by the benchmarks)."""
+    async with serve(kind, redis_server.url, send_buffer=16, reader_batch=500) as gw:
+        async with await open_ws(gw.url) as ws:
+            await subscribe(ws, "executions")
+            ids = await gw.append_burst("execution.started", ex("burst"), 400)
+            got = [e["id"] for e in await recv_until(ws, 400)]
+        assert got == ids
+        assert gw.app.gateway.stats.slow_consumer_closes == 0
