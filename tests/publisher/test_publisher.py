@@ -14,6 +14,7 @@ from publisher import (
     InvalidEvent,
     Publication,
     Publisher,
+    PublishError,
     PublisherUnavailable,
     RedisSettings,
     make_event,
@@ -164,3 +165,33 @@ def test_parse_duration() -> None:
     assert parse_duration("X", "3") == 3
     with pytest.raises(SettingError, match="X"):
         parse_duration("X", "-1s")
+
+
+def test_pack_xadd_is_the_resp_redis_expects() -> None:
+    from publisher.client import pack_xadd
+
+    packed = pack_xadd(b"k", 10, {"type": b"t", "data": b"{}"})
+    assert packed == (
+        b"*10\r\n$4\r\nXADD\r\n$1\r\nk\r\n$6\r\nMAXLEN\r\n$1\r\n~\r\n$2\r\n10\r\n$1\r\n*\r\n"
+        b"$4\r\ntype\r\n$1\r\nt\r\n$4\r\ndata\r\n$2\r\n{}\r\n"
+    )
+    assert pack_xadd(b"k", 0, {"type": b"t"}).startswith(b"*5\r\n$4\r\nXADD\r\n$1\r\nk\r\n$1\r\n*\r\n")
+
+
+async def test_async_error_reply_does_not_poison_the_connection(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    client.set("not-a-stream", "x")  # XADD on it answers WRONGTYPE
+    client.close()
+    async with Publisher(RedisSettings(url=redis_url, stream_key="not-a-stream")) as bad:
+        with pytest.raises(PublishError, match="WRONGTYPE") as info:
+            await bad.publish(_event(1))
+        assert not info.value.retryable
+    with (
+        BlockingPublisher(RedisSettings(url=redis_url, stream_key="not-a-stream")) as blocking,
+        pytest.raises(PublishError, match="WRONGTYPE"),
+    ):
+        blocking.publish(_event(1))
+    async with Publisher(RedisSettings(url=redis_url)) as pub:
+        ids = await pub.publish_many([_event(i) for i in range(3)])
+        assert len(ids) == 3
+        assert await pub.publish(_event(4))
