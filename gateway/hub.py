@@ -167,7 +167,8 @@ class Hub:
             try:
                 recovered = await self._recoverable(conn, action.channel, flt, since)
             except LogUnavailable:
-                conn.session.channels.pop(action.name, None)
+                if action.channel not in self.index.subscriptions_of(conn):
+                    conn.session.channels.pop(action.name, None)  # nothing was subscribed
                 conn.reply(error_frame(rfc3339_now(), ErrorCode.INTERNAL_ERROR,
                                        "event log unavailable; subscribe again shortly",
                                        type="subscribe", channel=action.name))  # fmt: skip
