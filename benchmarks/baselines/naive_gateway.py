@@ -15,7 +15,6 @@ at the upgrade, like the original.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import json
@@ -25,10 +24,11 @@ from typing import Any
 
 import jwt
 import redis.asyncio as aioredis
-import uvicorn
 from starlette.applications import Starlette
 from starlette.routing import WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from benchmarks.baselines import serve_uvicorn_baseline
 
 CHANNEL = "ws:broadcast:all"
 
@@ -126,21 +126,7 @@ def create_app(url: str, secret: str) -> Starlette:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--redis", required=True)
-    parser.add_argument("--secret", required=True)
-    args = parser.parse_args(argv)
-    uvicorn.run(
-        create_app(args.redis, args.secret),
-        host="127.0.0.1",
-        port=args.port,
-        log_level="warning",
-        backlog=4096,
-    )
-    return 0
+    return serve_uvicorn_baseline(__doc__, create_app, argv)
 
 
 if __name__ == "__main__":

@@ -12,13 +12,13 @@ not a server): this server's manager receives them and emits to the room's membe
 
 from __future__ import annotations
 
-import argparse
 from collections.abc import Sequence
 from typing import Any
 
 import jwt
 import socketio  # type: ignore[import-untyped,import-not-found,unused-ignore]
-import uvicorn
+
+from benchmarks.baselines import serve_uvicorn_baseline
 
 
 def create_app(url: str, secret: str) -> Any:
@@ -44,21 +44,7 @@ def create_app(url: str, secret: str) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--redis", required=True)
-    parser.add_argument("--secret", required=True)
-    args = parser.parse_args(argv)
-    uvicorn.run(
-        create_app(args.redis, args.secret),
-        host="127.0.0.1",
-        port=args.port,
-        log_level="warning",
-        backlog=4096,
-    )
-    return 0
+    return serve_uvicorn_baseline(__doc__, create_app, argv)
 
 
 if __name__ == "__main__":
