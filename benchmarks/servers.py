@@ -57,6 +57,13 @@ KINDS: Final[dict[str, Kind]] = {
 }
 
 
+#: The baselines served by uvicorn, with the same command line (baselines/__init__.py).
+_UVICORN_BASELINES: Final[dict[str, str]] = {
+    "naive": "benchmarks.baselines.naive_gateway",
+    "socketio": "benchmarks.baselines.socketio_server",
+}
+
+
 def start_server(
     kind: Kind, redis_url: str, *, batch: int | None = None, env: dict[str, str] | None = None
 ) -> ServerProc:
@@ -91,31 +98,9 @@ def start_server(
             str(batch or 500),
         ]
         proc = ServerProc(kind.name, argv, port, env)
-    elif kind.name == "naive":
-        argv = [
-            py,
-            "-m",
-            "benchmarks.baselines.naive_gateway",
-            "--port",
-            str(port),
-            "--redis",
-            redis_url,
-            "--secret",
-            SECRET,
-        ]
-        proc = ServerProc(kind.name, argv, port, env)
-    elif kind.name == "socketio":
-        argv = [
-            py,
-            "-m",
-            "benchmarks.baselines.socketio_server",
-            "--port",
-            str(port),
-            "--redis",
-            redis_url,
-            "--secret",
-            SECRET,
-        ]
+    elif kind.name in _UVICORN_BASELINES:
+        module = _UVICORN_BASELINES[kind.name]
+        argv = [py, "-m", module, "--port", str(port), "--redis", redis_url, "--secret", SECRET]
         proc = ServerProc(kind.name, argv, port, env)
     else:
         raise ValueError(kind.name)

@@ -50,7 +50,6 @@ class Gateway:
         self.config = config
         self.stats = Stats()
         self.metrics = Metrics(self.stats, self._gauges)
-        self.redis_client: Any = None
         if log is None:
             if config.redis_url:
                 from gateway.log.redis import RedisLog
@@ -59,7 +58,7 @@ class Gateway:
             else:
                 log = MemoryLog(maxlen=config.stream_maxlen)
         self.log = log
-        self.redis_client = getattr(log, "client", None)
+        self.redis_client: Any = getattr(log, "client", None)
         api_keys = RedisApiKeys(self.redis_client) if self.redis_client is not None else MemoryApiKeys()
         self.auth = Authenticator(config, api_keys)
         self.hub = Hub(config, log, self.stats, self.metrics)
