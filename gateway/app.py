@@ -1,8 +1,11 @@
 """The ASGI application: ``create_app(config) -> FlowwireApp``.
 
-``/ws`` is served by a plain ASGI handler in front of Starlette, so that its ``send`` is
-the server's own (see ``gateway.connection``: the direct write path). Everything else
-(``/ws/stats``, ``/metrics``, ``/healthz``, ``/readyz`` and the lifespan) is Starlette.
+Under ``flowwire serve``, uvicorn hands ``/ws`` upgrades to flowwire's own protocol
+(``gateway.websocket``) before any ASGI is involved; :class:`Gateway` holds what both
+WebSocket paths share (admission, opening, inbound messages, closing). The ASGI
+``/ws`` handler here is the other path (``WS_COMPRESSION=on``, other servers).
+Everything else (``/ws/stats``, ``/metrics``, ``/healthz``, ``/readyz`` and the
+lifespan) is Starlette.
 """
 
 from __future__ import annotations
@@ -23,10 +26,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from gateway.auth import Authenticator, AuthError, Identity, MemoryApiKeys, RedisApiKeys
+from gateway.auth import Authenticator, AuthError, Denial, Identity, MemoryApiKeys, RedisApiKeys
 from gateway.config import Config
-from gateway.connection import Connection
-from gateway.core.session import Close, Session
+from gateway.connection import Connection, Wire
+from gateway.core.session import Action, Close, Session
 from gateway.hub import Hub
 from gateway.log import EventLog, LogUnavailable
 from gateway.log.memory import MemoryLog
@@ -71,6 +74,7 @@ class Gateway:
         self.draining = False
         self.started = False
         self._ids = itertools.count(1)
+        self._expiries: dict[int, asyncio.TimerHandle] = {}
         self._tasks: list[asyncio.Task[None]] = []
 
     def _gauges(self) -> dict[str, float]:
@@ -148,8 +152,84 @@ class Gateway:
             return False, "reader stalled"
         return True, "ready"
 
-    def next_id(self) -> int:
-        return next(self._ids)
+    # -- one connection's life, for both WebSocket paths -------------------------------
+
+    async def admit(self, headers: dict[str, str], query: dict[str, str]) -> Identity | Denial:
+        """Whether an upgrade may go ahead (headers with lower-case names): the caller's
+        identity, or why not (draining 503, origin 403, authentication 401)."""
+        if self.draining:
+            self.stats.connections_refused += 1
+            return Denial(503, "gateway is draining; connect to another instance", "DRAINING")
+        if not _origin_allowed(self.config, headers):
+            self.stats.connections_refused += 1
+            return Denial(403, "origin not allowed", "FORBIDDEN_ORIGIN")
+        try:
+            return await self.auth.authenticate(headers, query)
+        except AuthError as exc:
+            self.stats.auth_failures += 1
+            self.stats.connections_refused += 1
+            return Denial(401, str(exc), "UNAUTHORIZED")
+        except Exception:
+            logger.exception("authentication failed unexpectedly")
+            return Denial(503, "authentication unavailable", "UNAVAILABLE")
+
+    def at_capacity(self) -> bool:
+        """``MAX_CONNECTIONS`` reached: the upgrade completes, then closes with 1013."""
+        limit = self.config.max_connections
+        if limit and len(self.hub.connections) >= limit:
+            self.stats.connections_refused += 1
+            return True
+        return False
+
+    def open(
+        self, identity: Identity, client: str, *, wire: Wire | None = None, send: Any = None
+    ) -> Connection:
+        """A connection accepted: registered, its token expiry timer set."""
+        config = self.config
+        session = Session(
+            identity.user_id,
+            max_subscriptions=config.max_subscriptions,
+            rate_limit=config.rate_limit,
+            now=time.monotonic(),
+        )
+        conn = Connection(
+            next(self._ids),
+            identity,
+            session,
+            wire=wire,
+            send=send,
+            send_buffer=config.send_buffer,
+            write_timeout=config.write_timeout,
+            on_closed=self.hub.on_close,
+        )
+        self.hub.register(conn)
+        if identity.expires_at is not None:
+            delay = max(0.0, identity.expires_at - time.time())
+            self._expiries[conn.id] = asyncio.get_running_loop().call_later(delay, self._expire, conn)
+        logger.info(
+            "open conn=%d user=%s org=%s auth=%s client=%s",
+            conn.id, identity.user_id, identity.org_id, identity.method, client,
+        )  # fmt: skip
+        return conn
+
+    def _expire(self, conn: Connection) -> None:
+        self._expiries.pop(conn.id, None)
+        for action in conn.session.expire():
+            if isinstance(action, Close):
+                conn.close(action.code, action.reason)
+
+    def receive(self, conn: Connection, data: bytes | str) -> list[Action]:
+        """An inbound message: the actions it asks for (``Hub.apply`` carries them out)."""
+        return conn.session.receive(data, time.monotonic(), rfc3339_now())
+
+    def disconnected(self, conn: Connection, code: int) -> None:
+        """The socket is gone."""
+        timer = self._expiries.pop(conn.id, None)
+        if timer is not None:
+            timer.cancel()
+        conn.session.closed()
+        self.hub.unregister(conn)
+        logger.info("close conn=%d user=%s code=%s", conn.id, conn.identity.user_id, conn.close_code or code)
 
 
 def _origin_allowed(config: Config, headers: dict[str, str]) -> bool:
@@ -251,118 +331,53 @@ class FlowwireApp:
 
     # -- WebSocket ---------------------------------------------------------------------
 
-    async def _deny(self, send: Any, status: int, message: str, code: str) -> None:
-        body = _json.encode({"error": message, "code": code})
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": status,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(body)).encode()),
-                ],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
-
     async def websocket(self, scope: Any, receive: Any, send: Any) -> None:
+        """The ASGI path (``WS_COMPRESSION=on``, or another ASGI server); the default is
+        ``gateway.websocket``, which uvicorn hands the socket to directly."""
         gw = self.gateway
         message = await receive()
         if message["type"] != "websocket.connect":
             return
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
-        if gw.draining:
-            gw.stats.connections_refused += 1
-            return await self._deny(send, 503, "gateway is draining; connect to another instance", "DRAINING")
-        if not _origin_allowed(gw.config, headers):
-            gw.stats.connections_refused += 1
-            return await self._deny(send, 403, "origin not allowed", "FORBIDDEN_ORIGIN")
-        try:
-            identity = await gw.auth.authenticate(headers, query)
-        except AuthError as exc:
-            gw.stats.auth_failures += 1
-            gw.stats.connections_refused += 1
-            return await self._deny(send, 401, str(exc), "UNAUTHORIZED")
-        except Exception:
-            logger.exception("authentication failed unexpectedly")
-            return await self._deny(send, 503, "authentication unavailable", "UNAVAILABLE")
-        await send({"type": "websocket.accept"})
-        limit = gw.config.max_connections
-        if limit and len(gw.hub.connections) >= limit:
-            gw.stats.connections_refused += 1
+        identity = await gw.admit(headers, query)
+        if isinstance(identity, Denial):
+            body = _json.encode({"error": identity.message, "code": identity.code})
             await send(
                 {
-                    "type": "websocket.close",
-                    "code": CloseCode.TRY_AGAIN_LATER,
-                    "reason": "too many connections",
+                    "type": "websocket.http.response.start",
+                    "status": identity.status,
+                    "headers": [
+                        (b"content-type", b"application/json"),
+                        (b"content-length", str(len(body)).encode()),
+                    ],
                 }
             )
+            await send({"type": "websocket.http.response.body", "body": body})
             return
-        await self._serve(identity, scope, receive, send)
-
-    async def _serve(self, identity: Identity, scope: Any, receive: Any, send: Any) -> None:
-        gw = self.gateway
-        config = gw.config
-        session = Session(
-            identity.user_id,
-            max_subscriptions=config.max_subscriptions,
-            rate_limit=config.rate_limit,
-            now=time.monotonic(),
-        )
-        conn = Connection(
-            gw.next_id(),
-            identity,
-            session,
-            send,
-            send_buffer=config.send_buffer,
-            write_timeout=config.write_timeout,
-            on_closed=gw.hub.on_close,
-        )
-        gw.hub.register(conn)
+        await send({"type": "websocket.accept"})
+        if gw.at_capacity():
+            reason = "too many connections"
+            await send({"type": "websocket.close", "code": CloseCode.TRY_AGAIN_LATER, "reason": reason})
+            return
         client = scope.get("client") or ("?", 0)
-        logger.info(
-            "open conn=%d user=%s org=%s auth=%s client=%s:%s",
-            conn.id, identity.user_id, identity.org_id, identity.method, client[0], client[1],
-        )  # fmt: skip
-        expiry = self._expiry_timer(conn)
+        conn = gw.open(identity, f"{client[0]}:{client[1]}", send=send)
         code = 1006
         try:
             while True:
                 message = await receive()
-                kind = message["type"]
-                if kind == "websocket.receive":
+                if message["type"] == "websocket.receive":
                     data = message.get("text")
                     if data is None:
                         data = message.get("bytes") or b""
-                    actions = session.receive(data, time.monotonic(), rfc3339_now())
+                    actions = gw.receive(conn, data)
                     if actions:
                         await gw.hub.apply(conn, actions)
-                elif kind == "websocket.disconnect":
+                elif message["type"] == "websocket.disconnect":
                     code = message.get("code", 1006)
                     break
         finally:
-            if expiry is not None:
-                expiry.cancel()
-            session.closed()
-            gw.hub.unregister(conn)
-            logger.info(
-                "close conn=%d user=%s code=%s",
-                conn.id, identity.user_id, conn.close_code or code,
-            )  # fmt: skip
-
-    def _expiry_timer(self, conn: Connection) -> asyncio.TimerHandle | None:
-        expires_at = conn.identity.expires_at
-        if expires_at is None:
-            return None
-
-        def expire() -> None:
-            for action in conn.session.expire():
-                if isinstance(action, Close):
-                    conn.close(action.code, action.reason)
-
-        delay = max(0.0, expires_at - time.time())
-        return asyncio.get_running_loop().call_later(delay, expire)
+            gw.disconnected(conn, code)
 
 
 def create_app(

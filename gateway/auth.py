@@ -29,6 +29,7 @@ __all__ = [
     "ApiKeyStore",
     "AuthError",
     "Authenticator",
+    "Denial",
     "Identity",
     "MemoryApiKeys",
     "RedisApiKeys",
@@ -52,6 +53,16 @@ class Identity:
     roles: tuple[str, ...] = ()
     expires_at: float | None = None  # epoch seconds; the connection closes with 4001
     method: str = "jwt"
+
+
+@dataclass(frozen=True, slots=True)
+class Denial:
+    """An upgrade refused before it happens: HTTP ``status`` with a JSON body
+    ``{"error": message, "code": code}``."""
+
+    status: int
+    message: str
+    code: str
 
 
 def digest(key: str) -> str:

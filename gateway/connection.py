@@ -4,12 +4,13 @@ The hub offers each matching event to :meth:`Connection.deliver` and, once per b
 calls :meth:`Connection.flush`; neither awaits (DESIGN §5: never await a client in the
 reader). Two ways to the socket:
 
-- **direct** (uvicorn's ``websockets-sansio`` protocol, the default): server frames are
-  unmasked, so an event's WebSocket frame is built once and the same bytes go to every
-  client; the frames a connection is owed are written together with one
+- **direct** (flowwire's own protocol, ``gateway.websocket``, the default): server frames
+  are unmasked, so an event's WebSocket frame is built once and the same bytes go to
+  every client; the frames a connection is owed are written together with one
   ``transport.write`` (DESIGN §9: the cost is per write, not per message). Control
   replies take the same path, so everything stays in order.
-- **ASGI** (any other server): a drain task sends the outbox with ``send``.
+- **ASGI** (``WS_COMPRESSION=on``, or any other ASGI server): a drain task sends the
+  outbox with ``send``.
 
 When the socket stops accepting data (the transport pauses writing), frames wait in the
 bounded outbox; an event that finds it full, or a socket paused for longer than
@@ -22,9 +23,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Protocol
 
 from gateway.core.flow import Outbox
+from gateway.core.frames import text_frame
 from gateway.core.session import Session
 from schemas.codec import ZERO_ID, StreamId
 from schemas.control import CloseCode
@@ -32,21 +34,24 @@ from schemas.control import CloseCode
 if TYPE_CHECKING:
     from gateway.auth import Identity
 
-__all__ = ["Connection", "OutFrame", "ws_text_frame"]
+__all__ = ["Connection", "OutFrame", "Wire"]
 
 logger = logging.getLogger("flowwire.connection")
 
-_DIRECT_PROTOCOL: Final = "WebSocketsSansIOProtocol"
 
+class Wire(Protocol):
+    """The direct path's socket (``gateway.websocket.WebSocketProtocol``)."""
 
-def ws_text_frame(payload: bytes) -> bytes:
-    """An unmasked, final, text WebSocket frame (RFC 6455 §5.2) around ``payload``."""
-    n = len(payload)
-    if n < 126:
-        return bytes((0x81, n)) + payload
-    if n < 65536:
-        return b"\x81\x7e" + n.to_bytes(2, "big") + payload
-    return b"\x81\x7f" + n.to_bytes(8, "big") + payload
+    #: true while a write must wait: paused by the transport, closing, or gone
+    blocked: bool
+    transport: asyncio.Transport
+
+    async def wait_writable(self, within: float) -> bool:
+        """``False`` if not within ``within`` seconds; raises ``ConnectionError`` once
+        closing or gone."""
+
+    def send_close(self, code: int, reason: str) -> None: ...
+    def abort(self) -> None: ...
 
 
 class OutFrame:
@@ -58,17 +63,7 @@ class OutFrame:
 
     def __init__(self, payload: bytes) -> None:
         self.payload = payload
-        self.wire = ws_text_frame(payload)
-
-
-def direct_protocol(send: Any) -> Any | None:
-    """uvicorn's sansio protocol behind an unwrapped ASGI ``send``, if that is what it is."""
-    proto: Any = getattr(send, "__self__", None)
-    if proto is None or type(proto).__name__ != _DIRECT_PROTOCOL:
-        return None
-    if getattr(proto.conn, "extensions", None):  # permessage-deflate negotiated
-        return None
-    return proto
+        self.wire = text_frame(payload)
 
 
 class Connection:
@@ -76,8 +71,8 @@ class Connection:
         "_close_reason",
         "_drain_task",
         "_on_closed",
-        "_proto",
         "_send",
+        "_wire",
         "close_code",
         "closing",
         "direct",
@@ -96,12 +91,15 @@ class Connection:
         conn_id: int,
         identity: Identity,
         session: Session,
-        send: Any,
         *,
+        wire: Wire | None = None,
+        send: Any = None,
         send_buffer: int,
         write_timeout: float,
         on_closed: Callable[[Connection, int], None],
     ) -> None:
+        if (wire is None) == (send is None):
+            raise ValueError("a connection writes to a wire or through an ASGI send, one of the two")
         self.id = conn_id
         self.identity = identity
         self.session = session
@@ -114,9 +112,9 @@ class Connection:
         self.close_code = 0
         self._close_reason = ""
         self.write_timeout = write_timeout
+        self._wire = wire
         self._send = send
-        self._proto: Any = direct_protocol(send)
-        self.direct = self._proto is not None
+        self.direct = wire is not None
         self._drain_task: asyncio.Task[None] | None = None
         self._on_closed = on_closed
 
@@ -137,16 +135,9 @@ class Connection:
         else queued and flushed. ``True`` if delivered or queued."""
         if self.replay_cursor is not None or sid <= self.last_sid or self.closing:
             return False
-        proto: Any = self._proto
-        if (
-            proto is not None
-            and not self.outbox
-            and self._drain_task is None
-            and proto.writable.is_set()
-            and not proto.close_sent
-            and not proto.transport.is_closing()
-        ):
-            proto.transport.write(frame.wire)
+        wire = self._wire
+        if wire is not None and not wire.blocked and not self.outbox and self._drain_task is None:
+            wire.transport.write(frame.wire)
             self.last_sid = sid
             return True
         if self.queue_event(frame, sid):
@@ -174,22 +165,16 @@ class Connection:
     def reply(self, payload: bytes) -> None:
         """Queue a control reply: never dropped (defect 9)."""
         if not self.closing:
-            self.outbox.put_control(ws_text_frame(payload) if self.direct else payload)
+            self.outbox.put_control(text_frame(payload) if self.direct else payload)
 
     def flush(self) -> None:
         """Write what is queued, now if the socket takes it, else from a drain task."""
         if not self.outbox:
             return
-        proto: Any = self._proto
-        if (
-            proto is not None
-            and self._drain_task is None
-            and proto.writable.is_set()
-            and not proto.close_sent
-            and not proto.transport.is_closing()
-        ):
+        wire = self._wire
+        if wire is not None and not wire.blocked and self._drain_task is None:
             # Everything this connection is owed, in one write (DESIGN §9).
-            proto.transport.write(b"".join(self.outbox.take()))
+            wire.transport.write(b"".join(self.outbox.take()))
             return
         self._start_drain()
 
@@ -201,8 +186,8 @@ class Connection:
 
     async def _drain(self) -> None:
         try:
-            if self._proto is not None:
-                await self._drain_direct()
+            if self._wire is not None:
+                await self._drain_direct(self._wire)
             else:
                 await self._drain_asgi()
             if self.closing:
@@ -212,18 +197,12 @@ class Connection:
         finally:
             self._drain_task = None
 
-    async def _drain_direct(self) -> None:
-        proto: Any = self._proto
+    async def _drain_direct(self, wire: Wire) -> None:
         while self.outbox:
-            if not proto.writable.is_set():
-                try:
-                    await asyncio.wait_for(proto.writable.wait(), self.write_timeout)
-                except TimeoutError:
-                    self._stalled()
-                    return
-            if proto.close_sent or proto.transport.is_closing():
+            if wire.blocked and not await wire.wait_writable(self.write_timeout):
+                self._stalled()
                 return
-            proto.transport.write(b"".join(self.outbox.take()))
+            wire.transport.write(b"".join(self.outbox.take()))
 
     async def _drain_asgi(self) -> None:
         # What was taken is being sent; the outbox bounds what arrives meanwhile.
@@ -237,8 +216,8 @@ class Connection:
         # SERVER_WRITE_TIMEOUT: the client took nothing for that long. What was queued
         # stays unsent; the client resumes from its last id.
         self.close(CloseCode.SLOW_CONSUMER, "slow consumer; resume from your last id")
-        if self._proto is not None:
-            self._proto.transport.abort()
+        if self._wire is not None:
+            self._wire.abort()
 
     async def wait_room(self) -> bool:
         """For replays: wait until the outbox has room; ``False`` if closing."""
@@ -267,6 +246,9 @@ class Connection:
         self._start_drain()
 
     async def _send_close(self) -> None:
+        if self._wire is not None:
+            self._wire.send_close(self.close_code, self._close_reason)
+            return
         await asyncio.wait_for(
             self._send({"type": "websocket.close", "code": self.close_code, "reason": self._close_reason}),
             self.write_timeout,

@@ -141,13 +141,18 @@ class Hub:
 
     # -- protocol actions --------------------------------------------------------------
 
-    async def apply(self, conn: Connection, actions: list[Action]) -> None:
-        for action in actions:
+    def apply_nowait(self, conn: Connection, actions: list[Action]) -> list[Action]:
+        """Carry out ``actions`` up to the first that must ask the log (a subscribe with
+        ``since``); returns that one and those after it, for :meth:`apply`."""
+        for i, action in enumerate(actions):
             match action:
                 case Reply(frame=frame):
                     conn.reply(frame)
+                case SubscribeChannel(since=None):
+                    self._add_subscription(conn, action, None)
                 case SubscribeChannel():
-                    await self._subscribe(conn, action)
+                    conn.flush()
+                    return actions[i:]
                 case UnsubscribeChannel(name=name, channel=channel):
                     self.index.remove(conn, channel)
                     if self._debug:
@@ -155,30 +160,43 @@ class Hub:
                 case Close(code=code, reason=reason):
                     conn.close(code, reason)
         conn.flush()
+        return []
 
-    async def _subscribe(self, conn: Connection, action: SubscribeChannel) -> None:
+    async def apply(self, conn: Connection, actions: list[Action]) -> None:
+        while actions := self.apply_nowait(conn, actions):
+            first = actions[0]
+            assert isinstance(first, SubscribeChannel)
+            await self._subscribe_since(conn, first)
+            actions = actions[1:]
+
+    async def _subscribe_since(self, conn: Connection, action: SubscribeChannel) -> None:
         since = action.since
-        recovered: bool | None = None
-        flt = compile_filters(action.filters)
-        if since is not None:
-            # Holds this connection's replay meanwhile: the subscriptions a client sends
-            # together after a reconnect resume together, from the same cursor.
-            conn.subscribing += 1
-            try:
-                recovered = await self._recoverable(conn, action.channel, flt, since)
-            except LogUnavailable:
-                if action.channel not in self.index.subscriptions_of(conn):
-                    conn.session.channels.pop(action.name, None)  # nothing was subscribed
-                conn.reply(error_frame(rfc3339_now(), ErrorCode.INTERNAL_ERROR,
-                                       "event log unavailable; subscribe again shortly",
-                                       type="subscribe", channel=action.name))  # fmt: skip
-                return
-            finally:
-                conn.subscribing -= 1
+        assert since is not None
+        # Holds this connection's replay meanwhile: the subscriptions a client sends
+        # together after a reconnect resume together, from the same cursor.
+        conn.subscribing += 1
+        try:
+            recovered = await self._recoverable(conn, action.channel, compile_filters(action.filters), since)
+        except LogUnavailable:
+            if action.channel not in self.index.subscriptions_of(conn):
+                conn.session.channels.pop(action.name, None)  # nothing was subscribed
+            conn.reply(error_frame(rfc3339_now(), ErrorCode.INTERNAL_ERROR,
+                                   "event log unavailable; subscribe again shortly",
+                                   type="subscribe", channel=action.name))  # fmt: skip
+            conn.flush()
+            return
+        finally:
+            conn.subscribing -= 1
+        self._add_subscription(conn, action, recovered)
+        conn.flush()
+
+    def _add_subscription(self, conn: Connection, action: SubscribeChannel, recovered: bool | None) -> None:
         if conn.closing:
             return
+        since = action.since
         position = self.position
         from_sid = max(since, conn.last_sid) if recovered and since is not None else position
+        flt = compile_filters(action.filters)
         self.index.add(Subscription(conn, conn.identity.org_id, action.channel, flt, from_sid))
         frame = subscribed_frame(rfc3339_now(), action.name, action.filters, format_id(position), recovered)
         conn.reply(frame)

@@ -1,11 +1,12 @@
 """Running a gateway under uvicorn: ``flowwire serve``.
 
-uvicorn is configured from :class:`Config`: the ``websockets-sansio`` protocol (the
-direct write path of ``gateway.connection``), permessage-deflate off unless
-``WS_COMPRESSION=on`` (it costs a compression per client per frame, DESIGN §9),
-``MAX_MESSAGE_SIZE`` as the inbound limit (1009 above), and the heartbeat as the
-original's: a ping every ``WS_PING_INTERVAL``, closed without a pong within
-``WS_PONG_TIMEOUT`` of the previous ping.
+uvicorn is configured from :class:`Config`. WebSocket upgrades go to flowwire's own
+protocol (``gateway.websocket``: the direct write path of ``gateway.connection``), which
+enforces ``MAX_MESSAGE_SIZE`` (1009 above) and the heartbeat as the original's: a ping
+every ``WS_PING_INTERVAL``, closed without a pong within ``WS_PONG_TIMEOUT`` of the
+previous ping. With ``WS_COMPRESSION=on`` (permessage-deflate costs a compression per
+client per frame, DESIGN §9) they go to uvicorn's ``websockets-sansio`` protocol and the
+ASGI path instead, with the same limits.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import uvicorn
 
 from gateway.app import FlowwireApp, create_app
 from gateway.config import Config
+from gateway.websocket import protocol_factory
 
 __all__ = ["configure_logging", "run", "uvicorn_config"]
 
@@ -83,11 +85,12 @@ def configure_logging(config: Config) -> None:
 
 
 def uvicorn_config(app: FlowwireApp, config: Config, host: str, port: int, **extra: Any) -> uvicorn.Config:
+    ws: Any = "websockets-sansio" if config.compression else protocol_factory(app.gateway)
     return uvicorn.Config(
         app,
         host=host,
         port=port,
-        ws="websockets-sansio",
+        ws=ws,
         ws_max_size=config.max_message_size,
         ws_ping_interval=config.ping_interval,
         ws_ping_timeout=config.pong_wait,
