@@ -57,7 +57,8 @@ SETTINGS: Final[dict[str, tuple[str, str]]] = {
     ),
     "SERVER_WRITE_TIMEOUT": (
         "15s",
-        "a connection whose socket accepts no data for this long is closed (4008)",
+        "a connection whose socket accepts no data for this long is closed (4008); "
+        "also how long a close waits for the client's close frame",
     ),
     "LOG_LEVEL": ("info", "debug, info, warning, error"),
     "LOG_FORMAT": ("text", "text or json"),
