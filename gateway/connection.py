@@ -46,12 +46,12 @@ class Wire(Protocol):
     blocked: bool
     transport: asyncio.Transport
 
-    async def wait_writable(self, within: float) -> bool:
-        """``False`` if not within ``within`` seconds; raises ``ConnectionError`` once
-        closing or gone."""
+    async def wait_writable(self) -> None:
+        """Until the transport takes data again; raises ``ConnectionError`` once closing
+        or gone. (A socket that stays paused for ``SERVER_WRITE_TIMEOUT`` is closed
+        with 4008 by the wire itself, whether or not anything waits here.)"""
 
     def send_close(self, code: int, reason: str) -> None: ...
-    def abort(self) -> None: ...
 
 
 class OutFrame:
@@ -199,9 +199,8 @@ class Connection:
 
     async def _drain_direct(self, wire: Wire) -> None:
         while self.outbox:
-            if wire.blocked and not await wire.wait_writable(self.write_timeout):
-                self._stalled()
-                return
+            if wire.blocked:
+                await wire.wait_writable()
             wire.transport.write(b"".join(self.outbox.take()))
 
     async def _drain_asgi(self) -> None:
@@ -211,13 +210,6 @@ class Connection:
                 await asyncio.wait_for(
                     self._send({"type": "websocket.send", "text": payload.decode()}), self.write_timeout
                 )
-
-    def _stalled(self) -> None:
-        # SERVER_WRITE_TIMEOUT: the client took nothing for that long. What was queued
-        # stays unsent; the client resumes from its last id.
-        self.close(CloseCode.SLOW_CONSUMER, "slow consumer; resume from your last id")
-        if self._wire is not None:
-            self._wire.abort()
 
     async def wait_room(self) -> bool:
         """For replays: wait until the outbox has room; ``False`` if closing."""

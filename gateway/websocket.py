@@ -15,7 +15,9 @@ connection (DESIGN §9: the hot path is one ``transport.write`` per connection p
   runs in a task, and messages after it wait behind it, in order;
 - outbound, :class:`gateway.connection.Connection` writes to ``transport`` directly while
   :attr:`blocked` is false; ``pause_writing``/``resume_writing`` (the transport's high and
-  low water marks) set it;
+  low water marks) set it. A transport paused for ``SERVER_WRITE_TIMEOUT`` closes the
+  connection with 4008 (slow consumer) and is aborted, whether what the client is owed
+  waits in the outbox or already in the transport's buffer;
 - one timer per connection sends the heartbeat: a ping every ``WS_PING_INTERVAL``, and a
   close (1011) when no pong came within ``pong_wait`` of it.
 
@@ -94,6 +96,7 @@ class WebSocketProtocol(asyncio.Protocol):
         "_ping_sent",
         "_registry",
         "_request",
+        "_stall",
         "_waiting_pong",
         "_writable",
         "blocked",
@@ -127,6 +130,7 @@ class WebSocketProtocol(asyncio.Protocol):
         self._writable: asyncio.Future[None] | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
+        self._stall: asyncio.TimerHandle | None = None  # SERVER_WRITE_TIMEOUT while paused
         self._ping_sent = 0.0
         self._waiting_pong = False
 
@@ -155,17 +159,23 @@ class WebSocketProtocol(asyncio.Protocol):
     def pause_writing(self) -> None:
         self._paused = True
         self.blocked = True
+        if self.conn is not None and self._stall is None and not self.close_sent:
+            loop = asyncio.get_running_loop()
+            self._stall = loop.call_later(self.gateway.config.write_timeout, self._stalled)
 
     def resume_writing(self) -> None:
         self._paused = False
         self.blocked = self.close_sent or self.lost
+        if self._stall is not None:
+            self._stall.cancel()
+            self._stall = None
         waiter, self._writable = self._writable, None
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.lost = self.blocked = True
-        for timer in (self._heartbeat, self._close_timer):
+        for timer in (self._heartbeat, self._close_timer, self._stall):
             if timer is not None:
                 timer.cancel()
         if self._admission is not None:
@@ -180,6 +190,14 @@ class WebSocketProtocol(asyncio.Protocol):
             self.gateway.disconnected(conn, conn.close_code or 1006)
             self.conn = None
 
+    def _stalled(self) -> None:
+        # SERVER_WRITE_TIMEOUT: the client took nothing for that long (what it is owed
+        # waits in the transport or the outbox). It resumes from its last id.
+        self._stall = None
+        if self.conn is not None:
+            self.conn.close(CloseCode.SLOW_CONSUMER, "slow consumer; resume from your last id")
+        self.transport.abort()
+
     # -- uvicorn's server shutdown -----------------------------------------------------
 
     def shutdown(self) -> None:
@@ -190,18 +208,15 @@ class WebSocketProtocol(asyncio.Protocol):
 
     # -- what Connection uses ----------------------------------------------------------
 
-    async def wait_writable(self, within: float) -> bool:
-        """Wait until the transport takes data again: ``False`` on timeout; raises
-        ``ConnectionError`` once the close frame is sent or the socket is gone."""
+    async def wait_writable(self) -> None:
+        """Wait until the transport takes data again; raises ``ConnectionError`` once
+        the close frame is sent or the socket is gone."""
         if self._paused and not self.lost:
             if self._writable is None:
                 self._writable = asyncio.get_running_loop().create_future()
-            done, _ = await asyncio.wait({self._writable}, timeout=within)
-            if not done:
-                return False
+            await asyncio.shield(self._writable)
         if self.close_sent or self.lost:
             raise ConnectionResetError("the WebSocket is closing")
-        return True
 
     def send_close(self, code: int, reason: str) -> None:
         """Send the close frame (once); TCP closes when the client's close arrives."""
@@ -214,9 +229,6 @@ class WebSocketProtocol(asyncio.Protocol):
         else:
             timeout = self.gateway.config.write_timeout
             self._close_timer = asyncio.get_running_loop().call_later(timeout, self.transport.abort)
-
-    def abort(self) -> None:
-        self.transport.abort()
 
     # -- the opening handshake ---------------------------------------------------------
 
@@ -242,6 +254,13 @@ class WebSocketProtocol(asyncio.Protocol):
         self.transport.close()
 
     async def _admit(self, request: Request, accept: str) -> None:
+        try:
+            await self._open(request, accept)
+        except Exception:
+            logger.exception("client %s: the upgrade failed", self.peer)
+            self.transport.abort()
+
+    async def _open(self, request: Request, accept: str) -> None:
         gw = self.gateway
         identity = await gw.admit(request.headers, request.query)
         if self.lost:

@@ -335,6 +335,7 @@ def test_no_pong_closes_the_connection(redis_mod: RedisServer) -> None:
         sock.close()
         assert b"101 Switching Protocols" in received
         assert b"\x89" in received  # a ping frame was sent
+        assert b"\x88\x18\x03\xf3keepalive ping timeout" in received  # then close 1011, and TCP
         assert elapsed < 5
     finally:
         gw.stop()

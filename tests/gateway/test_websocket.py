@@ -152,6 +152,33 @@ async def test_server_shutdown_closes_with_1012() -> None:
     assert ws.close_code == 1012
 
 
+async def test_a_socket_that_takes_nothing_is_closed_after_the_write_timeout() -> None:
+    """Not a full outbox this time: the socket stops taking data and stays so for
+    SERVER_WRITE_TIMEOUT: 4008, counted, the socket aborted (its peer reads nothing)."""
+    async with serve("memory", write_timeout=1.0, send_buffer=100_000) as gw:
+        reader, writer = await raw_open(gw.port, upgrade_request())
+        assert (await read_head(reader))[0] == 101
+        writer.write(client_frame(Opcode.TEXT, b'{"type":"subscribe","data":{"channel":"executions"}}'))
+        assert json.loads((await read_frame(reader))[1])["type"] == "subscribed"
+        transport = writer.transport
+        assert isinstance(transport, asyncio.Transport)
+        transport.pause_reading()  # the client reads no more
+        big = {
+            "execution_id": "e1",
+            "workflow_id": "w",
+            "status": "running",
+            "context": {"blob": "x" * 60_000},
+        }
+        for _ in range(300):  # ~18 MB: more than the socket buffers on both sides hold
+            await gw.append("execution.started", big)
+        async with asyncio.timeout(15):
+            while gw.app.gateway.hub.connections:
+                await asyncio.sleep(0.05)
+        assert gw.app.gateway.stats.slow_consumer_closes == 1
+        writer.close()
+        await writer.wait_closed()
+
+
 def test_the_protocol_keeps_no_instance_dict() -> None:
     """``__slots__`` all the way up: an instance dict would cost ~100 bytes a connection."""
     assert not hasattr(WebSocketProtocol.__new__(WebSocketProtocol), "__dict__")
