@@ -21,6 +21,7 @@ dropped silently: the client resumes from its last id.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Protocol
@@ -191,6 +192,12 @@ class Connection:
             else:
                 await self._drain_asgi()
             if self.closing:
+                await self._send_close()
+        except TimeoutError:
+            # ASGI: a send waited SERVER_WRITE_TIMEOUT. What it held is not delivered:
+            # close, so that the client resumes from its last id (never a silent gap).
+            self.close(CloseCode.SLOW_CONSUMER, "slow consumer; resume from your last id")
+            with contextlib.suppress(Exception):
                 await self._send_close()
         except Exception:  # the socket went away under us: the handler cleans up
             logger.debug("conn=%d drain ended", self.id, exc_info=True)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 
 import pytest
 from websockets.asyncio.client import connect
@@ -14,7 +15,7 @@ from websockets.frames import Frame, Opcode
 
 from gateway.websocket import WebSocketProtocol
 from tests.support.clients import open_ws, recv_json, subscribe, token
-from tests.support.inproc import serve
+from tests.support.inproc import Served, serve
 
 KEY = "dGhlIHNhbXBsZSBub25jZQ=="
 
@@ -163,20 +164,38 @@ async def test_a_socket_that_takes_nothing_is_closed_after_the_write_timeout() -
         transport = writer.transport
         assert isinstance(transport, asyncio.Transport)
         transport.pause_reading()  # the client reads no more
-        big = {
-            "execution_id": "e1",
-            "workflow_id": "w",
-            "status": "running",
-            "context": {"blob": "x" * 60_000},
-        }
-        for _ in range(300):  # ~18 MB: more than the socket buffers on both sides hold
-            await gw.append("execution.started", big)
-        async with asyncio.timeout(15):
+        await _flood_until_closed(gw)
+        async with asyncio.timeout(5):  # aborted: no close handshake with a client that reads nothing
             while gw.app.gateway.hub.connections:
                 await asyncio.sleep(0.05)
-        assert gw.app.gateway.stats.slow_consumer_closes == 1
         writer.close()
         await writer.wait_closed()
+
+
+async def test_the_asgi_path_closes_a_stalled_client_instead_of_skipping_events() -> None:
+    """WS_COMPRESSION=on: a send that waits SERVER_WRITE_TIMEOUT closes with 4008; what
+    it held is never silently skipped while the connection stays open."""
+    async with serve("memory", write_timeout=1.0, send_buffer=100_000, compression=True) as gw:
+        ws = await open_ws(gw.url, max_queue=1, max_size=None)
+        await subscribe(ws, "executions")
+        ws.transport.pause_reading()
+        await _flood_until_closed(gw, random_blob=True)  # random: deflate cannot shrink it
+        ws.transport.resume_reading()
+        with pytest.raises(ConnectionClosed):
+            while True:
+                await recv_json(ws)
+        assert ws.close_code == 4008
+
+
+async def _flood_until_closed(gw: Served, *, random_blob: bool = False) -> None:
+    blob = os.urandom(60_000).hex() if random_blob else "x" * 120_000
+    big = {"execution_id": "e1", "workflow_id": "w", "status": "running", "context": {"blob": blob}}
+    for _ in range(150):  # ~18 MB: more than the socket buffers on both sides hold
+        await gw.append("execution.started", big)
+    async with asyncio.timeout(20):
+        while gw.app.gateway.stats.slow_consumer_closes < 1:
+            await asyncio.sleep(0.05)
+    assert gw.app.gateway.stats.slow_consumer_closes == 1
 
 
 def test_the_protocol_keeps_no_instance_dict() -> None:
