@@ -88,12 +88,14 @@ class WebSocketProtocol(asyncio.Protocol):
 
     __slots__ = (
         "_admission",
+        "_applier",
         "_close_timer",
         "_heartbeat",
         "_no_wait",
         "_paused",
         "_pending",
         "_ping_sent",
+        "_reading_paused",
         "_registry",
         "_request",
         "_stall",
@@ -126,7 +128,9 @@ class WebSocketProtocol(asyncio.Protocol):
         self._paused = False
         self._request = b""
         self._admission: asyncio.Task[None] | None = None
-        self._pending: deque[list[Action]] | None = None
+        self._pending: deque[list[Action]] | None = None  # behind a subscribe asking the log
+        self._applier: asyncio.Task[None] | None = None  # works through _pending
+        self._reading_paused = False
         self._writable: asyncio.Future[None] | None = None
         self._heartbeat: asyncio.TimerHandle | None = None
         self._close_timer: asyncio.TimerHandle | None = None
@@ -311,13 +315,14 @@ class WebSocketProtocol(asyncio.Protocol):
             return
         if self._pending is not None:  # a subscribe ahead of it is still asking the log
             self._pending.append(actions)
-            if len(self._pending) > _PENDING_LIMIT:
+            if len(self._pending) > _PENDING_LIMIT and not self._reading_paused:
+                self._reading_paused = True
                 self.transport.pause_reading()
             return
         rest = self.gateway.hub.apply_nowait(conn, actions)
         if rest:
             self._pending = deque([rest])
-            asyncio.get_running_loop().create_task(self._apply_pending(conn))
+            self._applier = asyncio.get_running_loop().create_task(self._apply_pending(conn))
 
     async def _apply_pending(self, conn: Connection) -> None:
         pending = self._pending
@@ -325,13 +330,14 @@ class WebSocketProtocol(asyncio.Protocol):
         try:
             while pending and not conn.closing:
                 await self.gateway.hub.apply(conn, pending.popleft())
-                if len(pending) <= _PENDING_LIMIT // 2 and not self.lost:
+                if self._reading_paused and len(pending) <= _PENDING_LIMIT // 2 and not self.lost:
+                    self._reading_paused = False
                     self.transport.resume_reading()
         except Exception:
             logger.exception("conn=%d failed to apply a message", conn.id)
             conn.close(CloseCode.INTERNAL_ERROR, "internal error")
         finally:
-            self._pending = None
+            self._pending = self._applier = None
 
     # -- heartbeat ---------------------------------------------------------------------
 

@@ -198,6 +198,35 @@ async def _flood_until_closed(gw: Served, *, random_blob: bool = False) -> None:
     assert gw.app.gateway.stats.slow_consumer_closes == 1
 
 
+async def test_messages_behind_a_subscribe_that_asks_the_log_keep_their_order() -> None:
+    """A subscribe with ``since`` waits for the log; the messages after it wait behind it
+    (the socket stops being read past 32 of them) and are answered in order."""
+    async with serve("memory", max_subscriptions=200) as gw:
+        first = await gw.append(
+            "execution.started", {"execution_id": "e0", "workflow_id": "w", "status": "running"}
+        )
+        reader, writer = await raw_open(gw.port, upgrade_request())
+        assert (await read_head(reader))[0] == 101
+        burst = b"".join(
+            client_frame(Opcode.TEXT, json.dumps(msg).encode())
+            for i in range(100)
+            for msg in (
+                {"type": "subscribe", "data": {"channel": f"executions:e{i}", "since": first}},
+                {"type": "ping"},
+            )
+        )
+        writer.write(burst)
+        replies = []
+        for _ in range(200):
+            doc = json.loads((await read_frame(reader))[1])
+            replies.append((doc["type"], doc["data"]["channel"] if doc["type"] == "subscribed" else None))
+        assert replies == [
+            r for i in range(100) for r in (("subscribed", f"executions:e{i}"), ("pong", None))
+        ]
+        writer.close()
+        await writer.wait_closed()
+
+
 def test_the_protocol_keeps_no_instance_dict() -> None:
     """``__slots__`` all the way up: an instance dict would cost ~100 bytes a connection."""
     assert not hasattr(WebSocketProtocol.__new__(WebSocketProtocol), "__dict__")
