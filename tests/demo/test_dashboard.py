@@ -121,9 +121,24 @@ async def test_dashboard_live_and_resumes_after_a_cut(demo: Demo) -> None:
         await asyncio.sleep(2.0)
         feed: list[str] = await page.evaluate("[...window.flowwireDemo.feedIds]")
         await page.screenshot(path=str(ARTIFACTS / "dashboard.png"))
+        # An execution first seen mid-way (from a step or approval event) shows an
+        # inferred status until an execution event says it. (The feed was read before
+        # these probes: they are not in it.)
+        statuses = []
+        for kind, extra in (
+            ("step.started", {"step_id": "s1"}),
+            ("approval.required", {"approval_id": "a1"}),
+        ):
+            data = {"execution_id": f"probe-{kind}", "workflow_id": "wf-x", "status": "pending", **extra}
+            message = {"type": kind, "id": "1-1", "timestamp": "2026-01-01T00:00:00Z", "data": data}
+            await page.evaluate("m => window.flowwireDemo.record(m)", message)
+            row = f'tr[data-execution="probe-{kind}"]'
+            await page.wait_for_selector(row, timeout=5_000)
+            statuses.append(await page.get_attribute(row, "data-status"))
         await browser.close()
     assert len(feed) > before_cut > 0
     assert not errors, errors
+    assert statuses == ["running", "waiting"]
     channels = [
         f"workflows:{wf}" for wf in ("wf-order-fulfilment", "wf-invoice-approval", "wf-user-onboarding")
     ]

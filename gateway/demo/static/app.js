@@ -22,7 +22,7 @@ const client = getWebSocketClient({
   backoff: { initialDelayMs: 1000, maxDelayMs: 10000 },
 });
 
-const executions = new Map(); // execution_id -> {workflow, status, steps: Map, approval, updated}
+const executions = new Map(); // execution_id -> {workflow, status, inferred, steps: Map, approval, updated}
 const feedIds = [];
 let workflows = [];
 
@@ -33,13 +33,20 @@ function record(message) {
   const d = message.data;
   let e = executions.get(d.execution_id);
   if (!e) {
-    e = { workflow: d.workflow_id, status: "unknown", steps: new Map(), approval: null, updated: "" };
+    // First seen mid-execution (a step or approval event): its status is inferred until
+    // an execution event says it.
+    e = { workflow: d.workflow_id, status: "running", inferred: true, steps: new Map(), approval: null, updated: "" };
     executions.set(d.execution_id, e);
     if (executions.size > EXEC_LIMIT) executions.delete(executions.keys().next().value);
   }
   const kind = message.type.split(".")[0];
-  if (kind === "execution") e.status = d.status;
-  else if (kind === "step") e.steps.set(d.step_id, d.status);
+  if (kind === "execution") {
+    e.status = d.status;
+    e.inferred = false;
+  } else if (e.inferred) {
+    e.status = message.type === "approval.required" ? "waiting" : "running";
+  }
+  if (kind === "step") e.steps.set(d.step_id, d.status);
   else if (kind === "approval") e.approval = d.status;
   if (d.workflow_id) e.workflow = d.workflow_id;
   e.updated = message.timestamp;
@@ -106,6 +113,7 @@ client.on("resync", () => {
 window.flowwireDemo = {
   feedIds,
   client,
+  record,
   dropConnection() { const ws = sockets[sockets.length - 1]; if (ws) ws.close(4000, "dropped by test"); },
 };
 
