@@ -137,7 +137,7 @@ class Connection:
         if self.replay_cursor is not None or sid <= self.last_sid or self.closing:
             return False
         wire = self._wire
-        if wire is not None and not wire.blocked and not self.outbox and self._drain_task is None:
+        if wire is not None and not wire.blocked and not self.outbox.frames and self._drain_task is None:
             wire.transport.write(frame.wire)
             self.last_sid = sid
             return True
@@ -170,7 +170,7 @@ class Connection:
 
     def flush(self) -> None:
         """Write what is queued, now if the socket takes it, else from a drain task."""
-        if not self.outbox:
+        if not self.outbox.frames:
             return
         wire = self._wire
         if wire is not None and not wire.blocked and self._drain_task is None:

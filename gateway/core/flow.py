@@ -22,17 +22,19 @@ F = TypeVar("F")
 class Outbox(Generic[F]):
     """Frames in order; ``events`` counts the event frames among them."""
 
-    __slots__ = ("_events", "_frames", "limit")
+    __slots__ = ("_events", "frames", "limit")
 
     def __init__(self, limit: int) -> None:
         if limit < 1:
             raise ValueError("outbox limit must be >= 1")
         self.limit = limit
-        self._frames: list[F] = []
+        #: what is queued, in order; read-only outside (truthy when anything is queued:
+        #: the hot path tests it without a call to ``__len__``)
+        self.frames: list[F] = []
         self._events = 0
 
     def __len__(self) -> int:
-        return len(self._frames)
+        return len(self.frames)
 
     @property
     def events(self) -> int:
@@ -46,18 +48,18 @@ class Outbox(Generic[F]):
         """Queue an event frame; ``False`` (and nothing queued) when full."""
         if self._events >= self.limit:
             return False
-        self._frames.append(frame)
+        self.frames.append(frame)
         self._events += 1
         return True
 
     def put_control(self, frame: F) -> None:
         """Queue a control reply: always accepted."""
-        self._frames.append(frame)
+        self.frames.append(frame)
 
     def take(self) -> list[F]:
         """Everything queued, in order; the outbox is empty afterwards."""
-        frames = self._frames
-        self._frames = []
+        frames = self.frames
+        self.frames = []
         self._events = 0
         return frames
 
