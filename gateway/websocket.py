@@ -267,7 +267,7 @@ class WebSocketProtocol(asyncio.Protocol):
     async def _open(self, request: Request, accept: str) -> None:
         gw = self.gateway
         identity = await gw.admit(request.headers, request.query)
-        if self.lost:
+        if self.lost or self.transport.is_closing():  # gone, or shut down meanwhile
             return
         if isinstance(identity, Denial):
             self._refuse(identity.status, identity.message, identity.code)
