@@ -20,7 +20,6 @@ from collections.abc import AsyncIterator, Callable, Coroutine, Sequence
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-import msgspec
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -42,8 +41,6 @@ from schemas.control import CloseCode
 __all__ = ["FlowwireApp", "Gateway", "create_app"]
 
 logger = logging.getLogger("flowwire.app")
-
-_json = msgspec.json.Encoder()
 
 
 class Gateway:
@@ -342,7 +339,7 @@ class FlowwireApp:
         query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
         identity = await gw.admit(headers, query)
         if isinstance(identity, Denial):
-            body = _json.encode({"error": identity.message, "code": identity.code})
+            body = identity.body()
             await send(
                 {
                     "type": "websocket.http.response.start",

@@ -64,6 +64,9 @@ class Denial:
     message: str
     code: str
 
+    def body(self) -> bytes:
+        return json.dumps({"error": self.message, "code": self.code}).encode()
+
 
 def digest(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()

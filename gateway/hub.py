@@ -175,8 +175,9 @@ class Hub:
         # Holds this connection's replay meanwhile: the subscriptions a client sends
         # together after a reconnect resume together, from the same cursor.
         conn.subscribing += 1
+        flt = compile_filters(action.filters)
         try:
-            recovered = await self._recoverable(conn, action.channel, compile_filters(action.filters), since)
+            recovered = await self._recoverable(conn, action.channel, flt, since)
         except LogUnavailable:
             if action.channel not in self.index.subscriptions_of(conn):
                 conn.session.channels.pop(action.name, None)  # nothing was subscribed
@@ -187,16 +188,23 @@ class Hub:
             return
         finally:
             conn.subscribing -= 1
-        self._add_subscription(conn, action, recovered)
+        self._add_subscription(conn, action, recovered, flt)
         conn.flush()
 
-    def _add_subscription(self, conn: Connection, action: SubscribeChannel, recovered: bool | None) -> None:
+    def _add_subscription(
+        self,
+        conn: Connection,
+        action: SubscribeChannel,
+        recovered: bool | None,
+        flt: CompiledFilter | None = None,
+    ) -> None:
         if conn.closing:
             return
         since = action.since
         position = self.position
         from_sid = max(since, conn.last_sid) if recovered and since is not None else position
-        flt = compile_filters(action.filters)
+        if flt is None:
+            flt = compile_filters(action.filters)
         self.index.add(Subscription(conn, conn.identity.org_id, action.channel, flt, from_sid))
         frame = subscribed_frame(rfc3339_now(), action.name, action.filters, format_id(position), recovered)
         conn.reply(frame)

@@ -34,8 +34,6 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, cast
 
-import msgspec
-
 from gateway.auth import Denial
 from gateway.core.frames import (
     CloseFrame,
@@ -68,7 +66,6 @@ __all__ = ["WebSocketProtocol", "protocol_factory"]
 
 logger = logging.getLogger("flowwire.websocket")
 
-_json: Final = msgspec.json.Encoder()
 #: Inbound messages waiting behind a subscribe that asks the log: above this, stop reading.
 _PENDING_LIMIT: Final = 32
 
@@ -250,11 +247,10 @@ class WebSocketProtocol(asyncio.Protocol):
                 self._admission = asyncio.get_running_loop().create_task(self._admit(request, accept))
                 return
             request = accept
-        self._refuse(request.status, request.message, "BAD_REQUEST", request.headers)
+        self._refuse(Denial(request.status, request.message, "BAD_REQUEST"), request.headers)
 
-    def _refuse(self, status: int, message: str, code: str, headers: Headers = ()) -> None:
-        body = _json.encode({"error": message, "code": code})
-        self.transport.write(http_response(status, body, headers=headers))
+    def _refuse(self, denial: Denial, headers: Headers = ()) -> None:
+        self.transport.write(http_response(denial.status, denial.body(), headers=headers))
         self.transport.close()
 
     async def _admit(self, request: Request, accept: str) -> None:
@@ -270,7 +266,7 @@ class WebSocketProtocol(asyncio.Protocol):
         if self.lost or self.transport.is_closing():  # gone, or shut down meanwhile
             return
         if isinstance(identity, Denial):
-            self._refuse(identity.status, identity.message, identity.code)
+            self._refuse(identity)
             return
         self.transport.write(switching_protocols(accept))
         if gw.at_capacity():
