@@ -77,6 +77,9 @@ def start_server(
             "REDIS_URL": redis_url,
             "JWT_SECRET": SECRET,
             "LOG_LEVEL": "warning",
+            # The receiver's connections all use one token, so one user: the per-user
+            # limit (default 100) would refuse all but the first 100 with 429.
+            "MAX_CONNECTIONS_PER_USER": "0",
             "WS_COMPRESSION": "on" if kind.deflate else "off",
             **(env or {}),
             **({"READER_BATCH": str(batch)} if batch else {}),

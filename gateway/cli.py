@@ -25,7 +25,14 @@ def _fail(message: str, status: int = EXIT_USAGE) -> int:
 
 
 def _cmd_publish(args: argparse.Namespace) -> int:
-    from publisher import BlockingPublisher, PublishError, RedisSettings, SettingError, make_event
+    from publisher import (
+        BlockingPublisher,
+        Publication,
+        PublishError,
+        RedisSettings,
+        SettingError,
+        make_event,
+    )
 
     try:
         data = json.loads(args.data)
@@ -33,14 +40,17 @@ def _cmd_publish(args: argparse.Namespace) -> int:
         return _fail(f"--data is not JSON: {exc}")
     if not isinstance(data, dict):
         return _fail("--data must be a JSON object")
+    if args.count < 1:
+        return _fail(f"--count must be at least 1, not {args.count}")
     try:
-        event = make_event(args.type, data)
+        # Each copy its own entry (PUBLISH_DEDUPE_WINDOW: each its own idempotency key).
+        events = [Publication(make_event(args.type, data), args.org, args.user)] * args.count
         settings = RedisSettings.from_env()
     except (ValueError, SettingError) as exc:
         return _fail(str(exc))
     try:
         with BlockingPublisher(settings) as pub:
-            print(pub.publish(event, org=args.org, user=args.user))
+            print("\n".join(pub.publish_many(events)))
     except PublishError as exc:
         return _fail(str(exc), EXIT_FAILURE if exc.retryable else EXIT_USAGE)
     return EXIT_OK
@@ -60,6 +70,19 @@ def _cmd_schema(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _cmd_asyncapi(args: argparse.Namespace) -> int:
+    from gateway import asyncapi
+
+    out = Path(args.out)
+    if args.check:
+        problems = asyncapi.check(out)
+        for problem in problems:
+            print(problem, file=sys.stderr)
+        return EXIT_FAILURE if problems else EXIT_OK
+    print(asyncapi.write(out))
+    return EXIT_OK
+
+
 def _cmd_serve(args: argparse.Namespace) -> int:
     from gateway.config import Config, SettingError
     from gateway.server import run
@@ -68,16 +91,36 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         config = Config.from_env()
     except SettingError as exc:
         return _fail(str(exc))
+    if args.metrics_port is not None and args.workers == 1:
+        return _fail("--metrics-port goes with --workers: one process serves its own /metrics")
+    if args.workers > 1:
+        from gateway.workers import supervise
+
+        return supervise(config, args.host, args.port, args.workers, args.metrics_port)
     return run(config, args.host, args.port)
+
+
+def _parse_workers(text: str) -> int:
+    try:
+        workers = int(text)
+    except ValueError:
+        workers = 0
+    if workers < 1:
+        raise argparse.ArgumentTypeError(f"--workers={text!r} is invalid: expected an integer >= 1")
+    return workers
 
 
 def _parse_ttl(text: str) -> float:
     from publisher.settings import SettingError, parse_duration
 
     try:
-        return parse_duration("--ttl", text)
+        ttl = parse_duration("--ttl", text)
     except SettingError as exc:
         raise argparse.ArgumentTypeError(str(exc)) from None
+    if ttl <= 0:
+        # A token that is expired when minted is refused by every gateway: say so now.
+        raise argparse.ArgumentTypeError(f"--ttl={text!r} is invalid: expected a duration > 0, e.g. 15m")
+    return ttl
 
 
 def _cmd_token(args: argparse.Namespace) -> int:
@@ -112,7 +155,9 @@ def _cmd_api_key(args: argparse.Namespace) -> int:
     except SettingError as exc:
         return _fail(str(exc))
     if not config.redis_url:
-        return _fail("API keys live in Redis: set REDIS_URL (or REDIS_HOST)")
+        return _fail(
+            "API keys live in Redis: set REDIS_URL (or REDIS_HOST, REDIS_SENTINELS, REDIS_CLUSTER_NODES)"
+        )
     return keys.main(config.redis_url, args)
 
 
@@ -140,20 +185,36 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "publish",
-        help="validate and append one event to the stream; prints its id",
-        description="Settings: REDIS_URL (or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD/REDIS_DB), "
-        "STREAM_KEY, STREAM_MAXLEN, PUBLISH_TIMEOUT.",
+        help="validate and append an event (or --count copies) to the stream; prints its id",
+        description="Settings: REDIS_URL (or REDIS_HOST/REDIS_PORT/REDIS_PASSWORD/REDIS_DB, or "
+        "REDIS_SENTINELS/REDIS_SENTINEL_MASTER, or REDIS_CLUSTER_NODES), required: without them it "
+        "refuses (exit 2) rather than guess a Redis; STREAM_KEY, STREAM_MAXLEN, PUBLISH_TIMEOUT, "
+        "PUBLISH_WAIT_REPLICAS, PUBLISH_DEDUPE_WINDOW.",
     )
     p.add_argument("type", help="event type, e.g. execution.started")
     p.add_argument("--data", required=True, help="the payload, a JSON object")
     p.add_argument("--org", help="organization id: only its connections receive the event")
     p.add_argument("--user", help="target user id: delivered on users:{id} only")
+    p.add_argument(
+        "--count",
+        type=int,
+        default=1,
+        help="append N copies (N entries) in one pipelined call; prints one id per line",
+    )
     p.set_defaults(handler=_cmd_publish)
 
     p = sub.add_parser("schema", help="write (or --check) the JSON Schemas of every message")
     p.add_argument("--out", default="docs/schema", help="directory (default: docs/schema)")
     p.add_argument("--check", action="store_true", help="exit 1 if the files are stale")
     p.set_defaults(handler=_cmd_schema)
+
+    p = sub.add_parser(
+        "asyncapi",
+        help="write (or --check) the AsyncAPI 3 document of the WebSocket API and the stream",
+    )
+    p.add_argument("--out", default="docs/asyncapi.json", help="file (default: docs/asyncapi.json)")
+    p.add_argument("--check", action="store_true", help="exit 1 if the file is stale")
+    p.set_defaults(handler=_cmd_asyncapi)
 
     from gateway.config import settings_help
 
@@ -167,6 +228,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default 0.0.0.0)")
     p.add_argument("--port", type=int, default=8080, help="port (default 8080)")
+    p.add_argument(
+        "--workers",
+        type=_parse_workers,
+        default=1,
+        help="gateway processes sharing the port (SO_REUSEPORT), each with its own reader; "
+        "SIGTERM drains them all; needs Redis (default 1)",
+    )
+    p.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="with --workers: serve every worker's /metrics on this port, labelled worker",
+    )
     p.set_defaults(handler=_cmd_serve)
 
     p = sub.add_parser(
@@ -205,7 +279,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "tail",
         help="print events as they arrive (troubleshooting)",
-        description="Connects to a gateway and prints every frame, one JSON per line.",
+        description="Connects to a gateway and prints every frame, one JSON per line, on stdout; "
+        "notices on stderr. Reconnects and resumes across drains and broken connections (with "
+        "several --url, on the next one). Exits 1 when the credentials or a subscription are "
+        "refused (an error reply) or no gateway answers --retries times in a row.",
     )
     p.add_argument("channels", nargs="*", default=["executions"], metavar="CHANNEL")
     p.add_argument(
@@ -215,10 +292,19 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="KEY=V,...",
         help="workflow_ids=..., execution_ids=... or statuses=... (repeatable)",
     )
-    p.add_argument("--url", default="ws://127.0.0.1:8080/ws")
+    p.add_argument(
+        "--url",
+        action="append",
+        default=[],
+        help="gateway WebSocket URL (default ws://127.0.0.1:8080/ws); repeat for several gateways",
+    )
     p.add_argument("--token", default=None, help="JWT (default: $FLOWWIRE_TOKEN)")
+    p.add_argument("--api-key", default=None, help="API key (default: $FLOWWIRE_API_KEY)")
     p.add_argument("--since", default=None, help="resume after this event id")
     p.add_argument("--count", type=int, default=0, help="exit after this many events")
+    p.add_argument(
+        "--retries", type=int, default=10, help="failed connects in a row before giving up (default 10)"
+    )
     p.set_defaults(handler=_cmd_tail)
     return parser
 

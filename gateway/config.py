@@ -1,8 +1,10 @@
-"""Gateway settings, read once from the environment (DESIGN §7, STYLE habit 8).
+"""Gateway settings, read once from the environment (docs/operations.md, "Settings").
 
-Every setting is listed in :data:`SETTINGS` with its default and meaning; that table is
-what ``flowwire serve --help`` prints and what ``docs/operations.md`` documents. An
-invalid value raises :class:`SettingError` naming the setting; the CLI exits 2.
+Every setting is listed in :data:`gateway.settings.SETTINGS` with its default and
+meaning; that table is what ``flowwire serve --help`` prints, what
+``docs/operations.md`` documents, and where :class:`Config`'s defaults come from (each
+default written once). An invalid value raises :class:`SettingError` naming the
+setting; the CLI exits 2.
 """
 
 from __future__ import annotations
@@ -12,105 +14,18 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
-from publisher.settings import (
-    DEFAULT_MAXLEN,
-    DEFAULT_STREAM_KEY,
-    SettingError,
-    parse_duration,
-    parse_int,
-    redis_url_from_env,
-)
+from gateway.settings import SETTINGS, settings_help
+from publisher.settings import SettingError, parse_duration, parse_int, redis_url_from_env
+from schemas.partition import MAX_PARTITIONS
 
 __all__ = ["SETTINGS", "Config", "SettingError", "settings_help"]
 
-#: name -> (default, meaning). The source of truth for --help and the docs.
-SETTINGS: Final[dict[str, tuple[str, str]]] = {
-    "REDIS_URL": (
-        "",
-        "Redis URL (redis://, rediss://, unix://). Unset (and no REDIS_HOST): the embedded single-node log",
-    ),
-    "REDIS_HOST": ("", "the original's Redis host, used when REDIS_URL is unset"),
-    "REDIS_PORT": ("6379", "the original's Redis port"),
-    "REDIS_PASSWORD": ("", "Redis password (with REDIS_HOST)"),
-    "REDIS_DB": ("0", "Redis database number (with REDIS_HOST)"),
-    "STREAM_KEY": (DEFAULT_STREAM_KEY, "the stream the gateway reads"),
-    "STREAM_MAXLEN": (
-        str(DEFAULT_MAXLEN),
-        "retention of the embedded log (publishers trim the Redis stream)",
-    ),
-    "JWT_SECRET": ("", "HS256 shared secret of the platform's tokens"),
-    "JWT_ALGORITHMS": (
-        "HS256",
-        "comma-separated allow-list: HS256, HS384, HS512, RS256, ES256, ...",
-    ),
-    "JWT_PUBLIC_KEY_FILE": ("", "PEM public key for RS*/ES* tokens"),
-    "JWT_ISSUER": ("intelligent-workflows", "required `iss` claim"),
-    "ALLOWED_ORIGINS": (
-        "",
-        "comma-separated origins allowed to open /ws; unset: no Origin or same host only; * allows any",
-    ),
-    "SERVER_READ_TIMEOUT": (
-        "15s",
-        "HTTP keep-alive idle timeout, and the time a client has to finish the upgrade",
-    ),
-    "SERVER_WRITE_TIMEOUT": (
-        "15s",
-        "a connection whose socket accepts no data for this long is closed (4008); "
-        "also how long a close waits for the client's close frame",
-    ),
-    "LOG_LEVEL": ("info", "debug, info, warning, error"),
-    "LOG_FORMAT": ("text", "text or json"),
-    "CLIENT_SEND_BUFFER": (
-        "256",
-        "events queued per connection before it is closed as a slow consumer (4008)",
-    ),
-    "WS_PING_INTERVAL": ("54s", "protocol ping interval"),
-    "WS_PONG_TIMEOUT": (
-        "60s",
-        "close a connection with no pong this long after the previous ping (must exceed WS_PING_INTERVAL)",
-    ),
-    "WS_COMPRESSION": (
-        "off",
-        "permessage-deflate: on or off (per-client compression costs CPU per frame)",
-    ),
-    "MAX_MESSAGE_SIZE": ("524288", "largest inbound message in bytes (close 1009 above)"),
-    "MAX_SUBSCRIPTIONS": ("100", "channels per connection (TOO_MANY_SUBSCRIPTIONS above)"),
-    "MAX_CONNECTIONS": ("50000", "connections per process (close 1013 above); 0: unlimited"),
-    "CLIENT_RATE_LIMIT": (
-        "20",
-        "inbound messages per second per connection, bursts of twice that; 0: unlimited",
-    ),
-    "READER_BATCH": ("500", "stream entries per XREAD"),
-    "READER_STALL_TIMEOUT": (
-        "30s",
-        "/readyz fails when the reader has not completed a read for this long",
-    ),
-    "MIRROR_ENABLED": (
-        "on",
-        "mirror every entry to ws:broadcast:all in the legacy format (on/off)",
-    ),
-    "MIRROR_CLAIM_IDLE": (
-        "30s",
-        "a dead pod's pending mirror entries are claimed after this idle time",
-    ),
-    "DRAIN_WINDOW": (
-        "10s",
-        "on SIGTERM, clients are closed with 1012 in batches spread over this window",
-    ),
-}
-
 _LOG_LEVELS: Final = ("debug", "info", "warning", "error", "critical")
-
-
-def settings_help() -> str:
-    width = max(map(len, SETTINGS))
-    lines = ["settings (environment variables):"]
-    for name, (default, meaning) in SETTINGS.items():
-        shown = f" [default: {default}]" if default else ""
-        lines.append(f"  {name:<{width}}  {meaning}{shown}")
-    return "\n".join(lines)
+_JWT_ALGORITHMS: Final = frozenset(
+    ("HS256", "HS384", "HS512", "RS256", "RS384", "RS512", "ES256", "ES384", "ES512", "PS256", "EdDSA")
+)
 
 
 class _Env:
@@ -160,101 +75,158 @@ class _Env:
         return tuple(item.strip() for item in self.raw(name).split(",") if item.strip())
 
 
+#: Config field -> (setting, how it is read: an _Env method and its keywords). The
+#: settings read otherwise (the Redis target, the JWT secret, algorithms and key) are in
+#: :func:`_read`.
+_FIELDS: Final[dict[str, tuple[str, str, dict[str, Any]]]] = {
+    "stream_key": ("STREAM_KEY", "raw", {}),
+    "stream_partitions": ("STREAM_PARTITIONS", "int", {"minimum": 1}),
+    "stream_maxlen": ("STREAM_MAXLEN", "int", {"minimum": 1}),
+    "jwt_issuer": ("JWT_ISSUER", "raw", {}),
+    "jwt_leeway": ("JWT_LEEWAY", "duration", {"positive": False}),
+    "api_key_recheck": ("API_KEY_RECHECK", "duration", {}),
+    "token_refresh_notice": ("TOKEN_REFRESH_NOTICE", "duration", {"positive": False}),
+    "allowed_origins": ("ALLOWED_ORIGINS", "list", {}),
+    "read_timeout": ("SERVER_READ_TIMEOUT", "duration", {}),
+    "write_timeout": ("SERVER_WRITE_TIMEOUT", "duration", {}),
+    "log_level": ("LOG_LEVEL", "choice", {"choices": _LOG_LEVELS}),
+    "log_format": ("LOG_FORMAT", "choice", {"choices": ("text", "json")}),
+    "send_buffer": ("CLIENT_SEND_BUFFER", "int", {"minimum": 1}),
+    "send_buffer_bytes": ("CLIENT_SEND_BUFFER_BYTES", "int", {"minimum": 1024}),
+    "replay_batch": ("REPLAY_BATCH", "int", {"minimum": 1}),
+    "replay_rate": ("REPLAY_RATE", "number", {}),
+    "replay_connection_rate": ("REPLAY_CONNECTION_RATE", "number", {}),
+    "ping_interval": ("WS_PING_INTERVAL", "duration", {}),
+    "pong_timeout": ("WS_PONG_TIMEOUT", "duration", {}),
+    "compression": ("WS_COMPRESSION", "bool", {}),
+    "max_message_size": ("MAX_MESSAGE_SIZE", "int", {"minimum": 1024}),
+    "max_event_size": ("MAX_EVENT_SIZE", "int", {"minimum": 1024}),
+    "listen_backlog": ("LISTEN_BACKLOG", "int", {"minimum": 1}),
+    "max_subscriptions": ("MAX_SUBSCRIPTIONS", "int", {"minimum": 1}),
+    "max_connections": ("MAX_CONNECTIONS", "int", {}),
+    "max_connections_per_user": ("MAX_CONNECTIONS_PER_USER", "int", {}),
+    "max_filter_values": ("MAX_FILTER_VALUES", "int", {}),
+    "rate_limit": ("CLIENT_RATE_LIMIT", "number", {}),
+    "reader_batch": ("READER_BATCH", "int", {"minimum": 1}),
+    "reader_stall_timeout": ("READER_STALL_TIMEOUT", "duration", {}),
+    "mirror_enabled": ("MIRROR_ENABLED", "bool", {}),
+    "mirror_claim_idle": ("MIRROR_CLAIM_IDLE", "duration", {}),
+    "drain_window": ("DRAIN_WINDOW", "duration", {"positive": False}),
+    "max_pending_sockets": ("MAX_PENDING_SOCKETS", "int", {}),
+    "presence_enabled": ("PRESENCE", "bool", {}),
+    "presence_interval": ("PRESENCE_INTERVAL", "duration", {}),
+    "presence_heartbeat": ("PRESENCE_HEARTBEAT", "duration", {}),
+    "presence_max_members": ("PRESENCE_MAX_MEMBERS", "int", {"minimum": 1}),
+}
+
+
+def _read(env: _Env) -> dict[str, Any]:
+    """Every Config field, as ``env`` sets it (an empty environment: the defaults)."""
+    values = {field: getattr(env, how)(name, **kw) for field, (name, how, kw) in _FIELDS.items()}
+    algorithms = env.list("JWT_ALGORITHMS")
+    bad = [a for a in algorithms if a not in _JWT_ALGORITHMS]
+    if bad or not algorithms:
+        raise SettingError(
+            "JWT_ALGORITHMS", env.raw("JWT_ALGORITHMS"), f"a list of {sorted(_JWT_ALGORITHMS)}"
+        )
+    public_key = ""
+    if key_file := env.raw("JWT_PUBLIC_KEY_FILE"):
+        try:
+            public_key = Path(key_file).read_text()
+        except OSError as exc:
+            raise SettingError(
+                "JWT_PUBLIC_KEY_FILE", key_file, f"a readable PEM file ({exc.strerror})"
+            ) from None
+        if "BEGIN" not in public_key:
+            raise SettingError("JWT_PUBLIC_KEY_FILE", key_file, "a PEM public key")
+    return {
+        **values,
+        "redis_url": redis_url_from_env(env.env),
+        "jwt_secret": env.env.get("JWT_SECRET", ""),
+        "jwt_algorithms": algorithms,
+        "jwt_public_key": public_key,
+    }
+
+
+_D: Final = _read(_Env({}))
+
+
 @dataclass(frozen=True, slots=True)
 class Config:
-    redis_url: str | None = None
-    stream_key: str = DEFAULT_STREAM_KEY
-    stream_maxlen: int = DEFAULT_MAXLEN
-    jwt_secret: str = ""
-    jwt_algorithms: tuple[str, ...] = ("HS256",)
-    jwt_public_key: str = ""
-    jwt_issuer: str = "intelligent-workflows"
-    allowed_origins: tuple[str, ...] = ()
-    read_timeout: float = 15.0
-    write_timeout: float = 15.0
-    log_level: str = "info"
-    log_format: str = "text"
-    send_buffer: int = 256
-    ping_interval: float = 54.0
-    pong_timeout: float = 60.0
-    compression: bool = False
-    max_message_size: int = 512 * 1024
-    max_subscriptions: int = 100
-    max_connections: int = 50_000
-    rate_limit: float = 20.0
-    reader_batch: int = 500
-    reader_stall_timeout: float = 30.0
-    mirror_enabled: bool = True
-    mirror_claim_idle: float = 30.0
-    drain_window: float = 10.0
+    """The settings of one gateway process; ``Config()`` has every default."""
+
+    redis_url: str | None = _D["redis_url"]
+    stream_key: str = _D["stream_key"]
+    stream_partitions: int = _D["stream_partitions"]
+    stream_maxlen: int = _D["stream_maxlen"]
+    jwt_secret: str = _D["jwt_secret"]
+    jwt_algorithms: tuple[str, ...] = _D["jwt_algorithms"]
+    jwt_public_key: str = _D["jwt_public_key"]
+    jwt_issuer: str = _D["jwt_issuer"]
+    jwt_leeway: float = _D["jwt_leeway"]
+    api_key_recheck: float = _D["api_key_recheck"]
+    token_refresh_notice: float = _D["token_refresh_notice"]
+    allowed_origins: tuple[str, ...] = _D["allowed_origins"]
+    read_timeout: float = _D["read_timeout"]
+    write_timeout: float = _D["write_timeout"]
+    log_level: str = _D["log_level"]
+    log_format: str = _D["log_format"]
+    send_buffer: int = _D["send_buffer"]
+    send_buffer_bytes: int = _D["send_buffer_bytes"]
+    replay_batch: int = _D["replay_batch"]
+    replay_rate: float = _D["replay_rate"]
+    replay_connection_rate: float = _D["replay_connection_rate"]
+    ping_interval: float = _D["ping_interval"]
+    pong_timeout: float = _D["pong_timeout"]
+    compression: bool = _D["compression"]
+    max_message_size: int = _D["max_message_size"]
+    max_event_size: int = _D["max_event_size"]
+    listen_backlog: int = _D["listen_backlog"]
+    max_subscriptions: int = _D["max_subscriptions"]
+    max_connections: int = _D["max_connections"]
+    max_connections_per_user: int = _D["max_connections_per_user"]
+    max_filter_values: int = _D["max_filter_values"]
+    rate_limit: float = _D["rate_limit"]
+    reader_batch: int = _D["reader_batch"]
+    reader_stall_timeout: float = _D["reader_stall_timeout"]
+    mirror_enabled: bool = _D["mirror_enabled"]
+    mirror_claim_idle: float = _D["mirror_claim_idle"]
+    drain_window: float = _D["drain_window"]
+    max_pending_sockets: int = _D["max_pending_sockets"]
+    presence_enabled: bool = _D["presence_enabled"]
+    presence_interval: float = _D["presence_interval"]
+    presence_heartbeat: float = _D["presence_heartbeat"]
+    presence_max_members: int = _D["presence_max_members"]
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
-        env = _Env(os.environ if environ is None else environ)
-        algorithms = env.list("JWT_ALGORITHMS")
-        known = {
-            "HS256",
-            "HS384",
-            "HS512",
-            "RS256",
-            "RS384",
-            "RS512",
-            "ES256",
-            "ES384",
-            "ES512",
-            "PS256",
-            "EdDSA",
-        }
-        bad = [a for a in algorithms if a not in known]
-        if bad or not algorithms:
-            raise SettingError("JWT_ALGORITHMS", env.raw("JWT_ALGORITHMS"), f"a list of {sorted(known)}")
-        public_key = ""
-        if key_file := env.raw("JWT_PUBLIC_KEY_FILE"):
-            try:
-                public_key = Path(key_file).read_text()
-            except OSError as exc:
-                raise SettingError(
-                    "JWT_PUBLIC_KEY_FILE", key_file, f"a readable PEM file ({exc.strerror})"
-                ) from None
-            if "BEGIN" not in public_key:
-                raise SettingError("JWT_PUBLIC_KEY_FILE", key_file, "a PEM public key")
-        config = cls(
-            redis_url=redis_url_from_env(env.env),
-            stream_key=env.raw("STREAM_KEY"),
-            stream_maxlen=env.int("STREAM_MAXLEN", minimum=1),
-            jwt_secret=env.env.get("JWT_SECRET", ""),
-            jwt_algorithms=algorithms,
-            jwt_public_key=public_key,
-            jwt_issuer=env.raw("JWT_ISSUER"),
-            allowed_origins=env.list("ALLOWED_ORIGINS"),
-            read_timeout=env.duration("SERVER_READ_TIMEOUT"),
-            write_timeout=env.duration("SERVER_WRITE_TIMEOUT"),
-            log_level=env.choice("LOG_LEVEL", _LOG_LEVELS),
-            log_format=env.choice("LOG_FORMAT", ("text", "json")),
-            send_buffer=env.int("CLIENT_SEND_BUFFER", minimum=1),
-            ping_interval=env.duration("WS_PING_INTERVAL"),
-            pong_timeout=env.duration("WS_PONG_TIMEOUT"),
-            compression=env.bool("WS_COMPRESSION"),
-            max_message_size=env.int("MAX_MESSAGE_SIZE", minimum=1024),
-            max_subscriptions=env.int("MAX_SUBSCRIPTIONS", minimum=1),
-            max_connections=env.int("MAX_CONNECTIONS"),
-            rate_limit=env.number("CLIENT_RATE_LIMIT"),
-            reader_batch=env.int("READER_BATCH", minimum=1),
-            reader_stall_timeout=env.duration("READER_STALL_TIMEOUT"),
-            mirror_enabled=env.bool("MIRROR_ENABLED"),
-            mirror_claim_idle=env.duration("MIRROR_CLAIM_IDLE"),
-            drain_window=env.duration("DRAIN_WINDOW", positive=False),
-        )
+        config = cls(**_read(_Env(os.environ if environ is None else environ)))
         config.validate()
         return config
 
     def validate(self) -> None:
         """Checks across settings."""
+        if self.stream_partitions > MAX_PARTITIONS:
+            raise SettingError(
+                "STREAM_PARTITIONS", str(self.stream_partitions), f"an integer in 1..{MAX_PARTITIONS}"
+            )
+        if self.stream_partitions > 1 and not self.redis_url:
+            raise SettingError(
+                "STREAM_PARTITIONS",
+                str(self.stream_partitions),
+                "1 with the embedded event log (partitioned streams need Redis: set REDIS_URL)",
+            )
         if self.pong_timeout <= self.ping_interval:
             raise SettingError(
                 "WS_PONG_TIMEOUT",
                 f"{self.pong_timeout:g}s",
                 f"more than WS_PING_INTERVAL ({self.ping_interval:g}s)",
+            )
+        if self.presence_heartbeat < self.presence_interval:
+            raise SettingError(
+                "PRESENCE_HEARTBEAT",
+                f"{self.presence_heartbeat:g}s",
+                f"at least PRESENCE_INTERVAL ({self.presence_interval:g}s)",
             )
         uses_hmac = any(a.startswith("HS") for a in self.jwt_algorithms)
         uses_keys = any(not a.startswith("HS") for a in self.jwt_algorithms)

@@ -1,86 +1,130 @@
-"""The registry of connections, the subscription index, and event dispatch.
+"""The registry of connections and the subscription index, live dispatch, and the
+routing of a connection's protocol actions.
 
 Theory of operation
 -------------------
 One reader task per process (``gateway.reader``) reads the stream in batches and calls
 :meth:`Hub.dispatch`, which for each event: decodes the routing keys only, matches it
 through the index, builds its frame once, and offers the same frame to every matching
-connection's outbox. After the batch, each touched connection is flushed once: the
-frames it is owed go out in one write. Nothing here awaits a client (DESIGN §1, §5).
+connection. After the batch, each touched connection is flushed once: the frames it is
+owed go out in one write. Nothing here awaits a client.
 
-``position`` is the id of the last entry dispatched. A subscription made now is live
-for every event after ``position``; that is the ``position`` of ``subscribed``.
-
-Resume (``since``): the connection enters *replay*: live dispatch skips it, and a replay
-task reads the log from its cursor, queues the events its subscriptions owe it, and
-flips it back to live in the same step in which it catches up with ``position``: no gap.
-Each connection keeps the id of the last event it queued and never queues one at or
-below it: no duplicate, stream order, however subscriptions and replays overlap.
+What a connection is owed is decided by its delivery state machine
+(``gateway.core.delivery``, which :class:`~gateway.connection.Connection` extends):
+``position`` is the id of the last entry dispatched (usable or not), per partition (a
+vector, ``schemas.partition``); a subscription made now is live for every event after it
+(the ``position`` of ``subscribed``). With partitioned streams, each event's frame
+carries the position just after it as its ``cursor``: every live connection has then
+been offered everything up to it, in every partition. A subscribe
+with ``since`` asks the log first (``gateway.subscribe``); when the subscription is owed
+events from before ``position``, the connection replays, through the shared replay
+(``gateway.replay``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-import random
+import time
 from collections import Counter
-from typing import Final
 
-from gateway.config import Config
-from gateway.connection import Connection, OutFrame
-from gateway.core.backoff import Backoff
-from gateway.core.filters import CompiledFilter, compile_filters
-from gateway.core.index import Subscription, SubscriptionIndex
-from gateway.core.resume import is_recoverable
+from gateway.connection import Connection
+from gateway.core.delivery import Frame
+from gateway.core.filters import compile_filters
+from gateway.core.index import SubscriptionIndex
 from gateway.core.session import (
     Action,
     Close,
+    PresenceQuery,
     Reply,
     SubscribeChannel,
     UnsubscribeChannel,
-    error_frame,
-    subscribed_frame,
 )
-from gateway.log import EventLog, LogUnavailable
+from gateway.log import EventLog, PartEntry
 from gateway.metrics import Metrics, Stats
-from schemas.channels import Channel
-from schemas.codec import ZERO_ID, StreamId, format_id, parse_id, rfc3339_now
-from schemas.control import CloseCode, ErrorCode
-from schemas.envelope import event_frame
-from schemas.stream import InvalidEntry, StreamEvent, decode_entry
+from gateway.presence import PresenceService
+from gateway.replay import Replayer
+from gateway.subscribe import Subscriber
+from schemas.codec import parse_id
+from schemas.control import CloseCode
+from schemas.partition import Vector, zero
+from schemas.stream import InvalidEntry, decode_entry
 
 __all__ = ["Hub"]
 
 logger = logging.getLogger("flowwire.hub")
 
-_REPLAY_BATCH: Final = 200
-_MISSED_SCAN_LIMIT: Final = 20_000
-_REPLAY_GATHER: Final = 0.05
+
+class SkipLog:
+    """Logs skipped stream entries with their ids, at most ``per_second`` lines a second;
+    past that, one line a second says how many more were skipped. A publisher writing a
+    flood of unusable entries is visible in the log without flooding it."""
+
+    def __init__(self, log: logging.Logger, per_second: int = 10) -> None:
+        self.log = log
+        self.per_second = per_second
+        self._window = 0.0
+        self._logged = 0
+        self._quiet = 0
+
+    def skipped(self, entry_id: bytes, reason: object, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        if now - self._window >= 1.0:
+            if self._quiet:
+                self.log.warning("skipped %d more unusable stream entries", self._quiet)
+            self._window, self._logged, self._quiet = now, 0, 0
+        if self._logged < self.per_second:
+            self._logged += 1
+            self.log.warning("skipping stream entry %s: %s", entry_id.decode(errors="replace"), reason)
+        else:
+            self._quiet += 1
 
 
 class Hub:
-    def __init__(self, config: Config, log: EventLog, stats: Stats, metrics: Metrics) -> None:
-        self.config = config
+    def __init__(
+        self,
+        log: EventLog,
+        stats: Stats,
+        metrics: Metrics,
+        *,
+        replay_batch: int,
+        replay_rate: float,
+        replay_connection_rate: float,
+        max_event_size: int,
+    ) -> None:
         self.log = log
+        self.max_event_size = max_event_size
         self.stats = stats
         self.metrics = metrics
         self.index: SubscriptionIndex[Connection] = SubscriptionIndex()
         self.connections: dict[int, Connection] = {}
         self.users: Counter[str] = Counter()
-        self.position: StreamId = ZERO_ID
-        self._replays: set[asyncio.Task[None]] = set()
+        self.partitions = log.partitions
+        self.position: Vector = zero(log.partitions)
+        self.replayer = Replayer(
+            self, log, batch=replay_batch, rate=replay_rate, connection_rate=replay_connection_rate
+        )
+        self.subscriber = Subscriber(self)
+        #: who is connected and subscribed where (``PRESENCE=on``; set by the Gateway)
+        self.presence: PresenceService | None = None
         self._debug = logger.isEnabledFor(logging.DEBUG)
+        self._skips = SkipLog(logger)
 
     # -- registry ----------------------------------------------------------------------
 
     def register(self, conn: Connection) -> None:
         self.connections[conn.id] = conn
+        conn.stats = self.stats
         self.users[conn.identity.user_id] += 1
         self.stats.connections_opened += 1
+        if self.presence is not None:
+            self.presence.connect(conn)
 
     def unregister(self, conn: Connection) -> None:
-        conn.closing = True  # gone: its replay (if any) and drain stop here
+        conn.closed()  # gone: its replay (if any) and drain stop here
+        self.replayer.discard(conn)
+        if self.presence is not None:
+            self.presence.disconnect(conn)
         if self.connections.pop(conn.id, None) is None:
             return
         self.index.remove_owner(conn)
@@ -89,9 +133,12 @@ class Hub:
             del self.users[conn.identity.user_id]
         self.stats.connections_closed += 1
 
-    def on_close(self, conn: Connection, code: int) -> None:
-        """A connection decided to close: it gets no more events from now on."""
+    def on_close(self, conn: Connection, code: int | None) -> None:
+        """A connection is closing with ``code`` (``None``: the client closed it): it
+        gets no more events from now on, and is present no more."""
         self.index.remove_owner(conn)
+        if self.presence is not None:
+            self.presence.disconnect(conn)
         if code == CloseCode.SLOW_CONSUMER:
             self.stats.slow_consumer_closes += 1
             logger.warning("conn=%d user=%s slow consumer: closing 4008", conn.id, conn.identity.user_id)
@@ -100,29 +147,36 @@ class Hub:
 
     # -- the hot path ------------------------------------------------------------------
 
-    def dispatch(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        """Route a batch of stream entries. Synchronous: never awaits a client."""
+    def dispatch(self, entries: list[PartEntry]) -> None:
+        """Route a batch of stream entries (each partition's in order). Synchronous:
+        never awaits a client."""
         touched: dict[Connection, None] = {}
         match = self.index.match
         # A lone event (a quiet stream) is written to each socket at once; a batch is
         # queued and each connection's share goes out in one write at the end.
         batch = len(entries) > 1
         deliver = Connection.deliver if batch else Connection.deliver_now
-        for entry_id, fields in entries:
+        max_size = self.max_event_size
+        one = self.partitions == 1
+        for part, (entry_id, fields) in entries:
             try:
-                event = decode_entry(entry_id, fields)
+                event = decode_entry(entry_id, fields, max_size=max_size, part=part)
             except InvalidEntry as exc:
-                self._skip(entry_id, exc)
+                self._skip(part, entry_id, exc)
                 continue
-            self.position = event.sid
+            sid = event.sid
+            if one:
+                self.position = (sid,)
+            else:
+                position = self.position
+                self.position = (*position[:part], sid, *position[part + 1 :])
             targets = match(event)
             if not targets:
                 continue
-            frame = OutFrame(event_frame(event.type.encode(), event.timestamp, event.id, event.data))
-            sid = event.sid
+            frame = Frame.of(event) if one else Frame.of(event, self.position)
             queued = 0
             for conn in targets:
-                if deliver(conn, frame, sid):
+                if deliver(conn, frame, event):
                     queued += 1
                     if batch:
                         touched[conn] = None
@@ -133,11 +187,15 @@ class Hub:
         for conn in touched:
             conn.flush()
 
-    def _skip(self, entry_id: bytes, exc: InvalidEntry) -> None:
+    def _skip(self, part: int, entry_id: bytes, exc: InvalidEntry) -> None:
+        # Skipped for every connection alike, and the position moves past it: a replay
+        # over it later skips it the same way (its range still advances the cursor).
         self.stats.entries_skipped += 1
-        logger.warning("skipping stream entry %s: %s", entry_id.decode(errors="replace"), exc)
+        self._skips.skipped(entry_id, exc)
         with contextlib.suppress(UnicodeDecodeError, ValueError):
-            self.position = max(self.position, parse_id(entry_id.decode()))
+            position = self.position
+            sid = max(position[part], parse_id(entry_id.decode()))
+            self.position = (*position[:part], sid, *position[part + 1 :])
 
     # -- protocol actions --------------------------------------------------------------
 
@@ -149,14 +207,19 @@ class Hub:
                 case Reply(frame=frame):
                     conn.reply(frame)
                 case SubscribeChannel(since=None):
-                    self._add_subscription(conn, action, None)
+                    self.subscriber.add(conn, action, self.position, None, compile_filters(action.filters))
                 case SubscribeChannel():
                     conn.flush()
                     return actions[i:]
                 case UnsubscribeChannel(name=name, channel=channel):
                     self.index.remove(conn, channel)
+                    conn.remove(channel)
+                    if self.presence is not None:
+                        self.presence.unsubscribe(conn, name)
                     if self._debug:
                         logger.debug("conn=%d unsubscribed %s", conn.id, name)
+                case PresenceQuery() if self.presence is not None:
+                    self.presence.query(conn, action)
                 case Close(code=code, reason=reason):
                     conn.close(code, reason)
         conn.flush()
@@ -166,161 +229,11 @@ class Hub:
         while actions := self.apply_nowait(conn, actions):
             first = actions[0]
             assert isinstance(first, SubscribeChannel)
-            await self._subscribe_since(conn, first)
+            await self.subscriber.subscribe_since(conn, first)
             actions = actions[1:]
-
-    async def _subscribe_since(self, conn: Connection, action: SubscribeChannel) -> None:
-        since = action.since
-        assert since is not None
-        # Holds this connection's replay meanwhile: the subscriptions a client sends
-        # together after a reconnect resume together, from the same cursor.
-        conn.subscribing += 1
-        flt = compile_filters(action.filters)
-        try:
-            recovered = await self._recoverable(conn, action.channel, flt, since)
-        except LogUnavailable:
-            if action.channel not in self.index.subscriptions_of(conn):
-                conn.session.channels.pop(action.name, None)  # nothing was subscribed
-            conn.reply(error_frame(rfc3339_now(), ErrorCode.INTERNAL_ERROR,
-                                   "event log unavailable; subscribe again shortly",
-                                   type="subscribe", channel=action.name))  # fmt: skip
-            conn.flush()
-            return
-        finally:
-            conn.subscribing -= 1
-        self._add_subscription(conn, action, recovered, flt)
-        conn.flush()
-
-    def _add_subscription(
-        self,
-        conn: Connection,
-        action: SubscribeChannel,
-        recovered: bool | None,
-        flt: CompiledFilter | None = None,
-    ) -> None:
-        if conn.closing:
-            return
-        since = action.since
-        position = self.position
-        from_sid = max(since, conn.last_sid) if recovered and since is not None else position
-        if flt is None:
-            flt = compile_filters(action.filters)
-        self.index.add(Subscription(conn, conn.identity.org_id, action.channel, flt, from_sid))
-        frame = subscribed_frame(rfc3339_now(), action.name, action.filters, format_id(position), recovered)
-        conn.reply(frame)
-        if from_sid < position:
-            self._start_replay(conn, from_sid)
-        if self._debug:
-            logger.debug("conn=%d subscribed %s since=%s", conn.id, action.name, since)
-
-    async def _recoverable(
-        self, conn: Connection, channel: Channel, flt: CompiledFilter, since: StreamId
-    ) -> bool:
-        info = await self.log.info()
-        held = since != ZERO_ID and await self.log.contains(since)
-        if not is_recoverable(since, held=held, floor=info.floor):
-            return False
-        if since >= conn.last_sid:
-            return True
-        # This connection already delivered events after `since`: the new channel's
-        # events in between can no longer come in order. Recovered only if there are none.
-        probe = Subscription(conn, conn.identity.org_id, channel, flt, since)
-        cursor, scanned = since, 0
-        while cursor < conn.last_sid and scanned < _MISSED_SCAN_LIMIT:
-            entries = await self.log.range(cursor, _REPLAY_BATCH)
-            if not entries:
-                return True
-            for entry_id, fields in entries:
-                try:
-                    event = decode_entry(entry_id, fields)
-                except InvalidEntry:
-                    continue
-                if event.sid > conn.last_sid:
-                    return True
-                if probe.matches(event) and not self._owed(conn, event):
-                    return False
-                cursor = event.sid
-            scanned += len(entries)
-        return cursor >= conn.last_sid
-
-    # -- resume ------------------------------------------------------------------------
-
-    def _start_replay(self, conn: Connection, from_sid: StreamId) -> None:
-        cursor = max(from_sid, conn.last_sid)
-        if conn.replay_cursor is not None:
-            conn.replay_cursor = min(conn.replay_cursor, cursor)  # the running task rewinds
-            return
-        conn.replay_cursor = cursor
-        task = asyncio.get_running_loop().create_task(self._replay(conn))
-        self._replays.add(task)
-        task.add_done_callback(self._replays.discard)
-
-    async def _replay(self, conn: Connection) -> None:
-        # A client resubscribes all its channels at once after a reconnect, in separate
-        # frames: give the rest a moment to join this replay, so that they all resume
-        # from the same cursor, in order (nothing is delivered to this connection meanwhile).
-        await asyncio.sleep(_REPLAY_GATHER)
-        backoff = Backoff(base=0.05, cap=2.0)
-        failures = 0
-        while not conn.closing and conn.replay_cursor is not None:
-            if conn.subscribing:
-                await asyncio.sleep(0.002)  # let the subscriptions sent with it join in
-                continue
-            cursor = conn.replay_cursor
-            if cursor >= self.position:
-                conn.replay_cursor = None  # caught up: live from here, in the same step
-                conn.flush()
-                return
-            try:
-                entries = await self.log.range(cursor, _REPLAY_BATCH)
-            except LogUnavailable:
-                failures += 1
-                await asyncio.sleep(backoff.delay(failures, random.random()))
-                continue
-            failures = 0
-            if conn.replay_cursor != cursor:
-                continue  # a new subscription rewound the cursor meanwhile
-            if not entries:
-                conn.replay_cursor = None  # the log has nothing after cursor
-                conn.flush()
-                return
-            if not await self._replay_batch(conn, entries):
-                return
-
-    async def _replay_batch(self, conn: Connection, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> bool:
-        for entry_id, fields in entries:
-            cursor = conn.replay_cursor
-            if cursor is None or conn.closing:
-                return False
-            try:
-                event = decode_entry(entry_id, fields)
-            except InvalidEntry:
-                continue
-            if event.sid > conn.last_sid and self._owed(conn, event):
-                if conn.outbox.full and not await conn.wait_room():
-                    return False
-                if conn.replay_cursor != cursor:
-                    return True  # rewound while waiting: start over from the new cursor
-                frame = OutFrame(event_frame(event.type.encode(), event.timestamp, event.id, event.data))
-                if conn.queue_event(frame, event.sid):
-                    self.stats.replayed += 1
-            conn.replay_cursor = max(cursor, event.sid)
-        conn.flush()
-        return True
-
-    def _owed(self, conn: Connection, event: StreamEvent) -> bool:
-        for sub in self.index.subscriptions_of(conn).values():
-            if sub.from_sid < event.sid and sub.matches(event):
-                return True
-        return False
 
     # -- lifecycle ---------------------------------------------------------------------
 
     def close_all(self, code: int, reason: str) -> None:
         for conn in list(self.connections.values()):
             conn.close(code, reason)
-
-    async def aclose(self) -> None:
-        for task in list(self._replays):
-            task.cancel()
-        await asyncio.gather(*self._replays, return_exceptions=True)

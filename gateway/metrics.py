@@ -8,8 +8,9 @@ append-to-send latency is a real ``Histogram``, observed once per event.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Histogram, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -31,9 +32,27 @@ class Stats:
     slow_consumer_closes: int = 0
     rate_limit_closes: int = 0
     replayed: int = 0
+    replay_reads: int = 0
+    replay_served: int = 0
     mirror_published: int = 0
     mirror_claimed: int = 0
     reader_errors: int = 0
+    #: restarts of supervised components (``gateway.supervisor``), by name
+    component_restarts: Counter[str] = field(default_factory=Counter)
+    pending_sockets_refused: int = 0
+    request_head_timeouts: int = 0
+    #: client messages answered PARSE_ERROR / INVALID_* (any protocol version)
+    malformed_messages: int = 0
+    #: frames of the other kind than the connection's format, closed with 1003
+    unsupported_frames: int = 0
+    #: ``refresh`` messages (protocol version 2), accepted or refused
+    token_refreshes: int = 0
+    presence_flushes: int = 0
+    presence_reloads: int = 0
+    presence_expired: int = 0
+    presence_diffs: int = 0
+    #: events a conflating subscription's connection replaced by a later one
+    events_conflated: int = 0
 
 
 class _Collector(Collector):
@@ -58,12 +77,60 @@ class _Collector(Collector):
             "slow_consumer_closes": (s.slow_consumer_closes, "connections closed with 4008"),
             "rate_limit_closes": (s.rate_limit_closes, "connections closed with 4029"),
             "replayed": (s.replayed, "events delivered by resume replays"),
+            "replay_reads": (s.replay_reads, "log reads by the shared replay"),
+            "replay_served": (
+                s.replay_served,
+                "connections served by replay reads, from the log or memory (over replay_reads: "
+                "how many connections share a read)",
+            ),
             "mirror_published": (s.mirror_published, "legacy pub/sub messages published"),
             "mirror_claimed": (s.mirror_claimed, "mirror entries claimed from dead pods"),
             "reader_errors": (s.reader_errors, "stream read failures"),
+            "pending_sockets_refused": (
+                s.pending_sockets_refused,
+                "sockets closed at once: MAX_PENDING_SOCKETS were waiting for their request",
+            ),
+            "malformed_messages": (
+                s.malformed_messages,
+                "client messages that could not be decoded (answered PARSE_ERROR, UNKNOWN_TYPE, INVALID_*)",
+            ),
+            "unsupported_frames": (
+                s.unsupported_frames,
+                "connections closed (1003): a frame of the other kind than their format",
+            ),
+            "token_refreshes": (s.token_refreshes, "refresh messages (protocol version 2)"),
+            "events_conflated": (
+                s.events_conflated,
+                "queued events replaced by a later one of their execution (conflating subscriptions)",
+            ),
+            "request_head_timeouts": (
+                s.request_head_timeouts,
+                "sockets closed (408): no complete request head within SERVER_READ_TIMEOUT",
+            ),
+            "presence_flushes": (
+                s.presence_flushes,
+                "presence write batches (one pipeline and PUBLISH each)",
+            ),
+            "presence_reloads": (
+                s.presence_reloads,
+                "presence hashes of other instances read whole (HGETALL)",
+            ),
+            "presence_expired": (s.presence_expired, "instances found dead (no heartbeat) and purged"),
+            "presence_diffs": (
+                s.presence_diffs,
+                "presence.diff frames built (one per changed, watched scope)",
+            ),
         }
         for name, (value, doc) in counters.items():
             yield CounterMetricFamily(f"flowwire_{name}", doc, value=value)
+        restarts = CounterMetricFamily(
+            "flowwire_component_restarts",
+            "supervised components restarted after an unexpected error",
+            labels=["component"],
+        )
+        for component, count in sorted(s.component_restarts.items()):
+            restarts.add_metric([component], count)
+        yield restarts
         for gauge, level in self.gauges().items():
             yield GaugeMetricFamily(f"flowwire_{gauge}", gauge.replace("_", " "), value=level)
 

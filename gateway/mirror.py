@@ -1,5 +1,5 @@
 """The legacy mirror: every stream entry published to ``ws:broadcast:all`` in the
-original's format, exactly once across all pods in normal operation (DESIGN §1).
+original's format, exactly once across all pods in normal operation (docs/operations.md, "Several pods").
 
 Theory of operation
 -------------------
@@ -27,11 +27,13 @@ from typing import Any, Final
 import msgspec
 import redis.asyncio as aioredis
 import redis.exceptions
+from redis.asyncio.cluster import RedisCluster
 
 from gateway.core.backoff import Backoff
 from gateway.core.routing import channels_for
 from gateway.metrics import Stats
-from schemas.stream import InvalidEntry, StreamEvent, decode_entry
+from publisher.connect import UNAVAILABLE, async_client, parse_target
+from schemas.stream import MAX_EVENT_SIZE, InvalidEntry, StreamEvent, decode_entry
 
 __all__ = ["BROADCAST_CHANNEL", "GROUP", "Mirror", "legacy_messages"]
 
@@ -40,7 +42,7 @@ logger = logging.getLogger("flowwire.mirror")
 BROADCAST_CHANNEL: Final = "ws:broadcast:all"
 GROUP: Final = "ws-mirror"
 _BATCH: Final = 100
-_FAILURES = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError, OSError)
+_FAILURES = UNAVAILABLE
 
 
 class _Message(msgspec.Struct):
@@ -83,14 +85,26 @@ def legacy_messages(event: StreamEvent) -> list[bytes]:
 
 
 class Mirror:
-    def __init__(self, url: str, stream_key: str, *, claim_idle: float, stats: Stats) -> None:
+    def __init__(
+        self,
+        url: str,
+        stream_key: str,
+        *,
+        claim_idle: float,
+        stats: Stats,
+        max_event_size: int = MAX_EVENT_SIZE,
+    ) -> None:
         self.stream_key = stream_key
+        self.max_event_size = max_event_size
         self.claim_idle_ms = int(claim_idle * 1000)
         self.stats = stats
         self.consumer = f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
-        self.client = aioredis.Redis.from_url(
-            url, socket_connect_timeout=2.0, socket_timeout=None, retry=None
-        )
+        # A Sentinel primary or a Cluster too (``publisher.connect``); after a failover
+        # the next round reaches the new primary.
+        # Its XREADGROUP blocks 1 s: a socket silent for 20 s is a primary that vanished.
+        self.client: Any = async_client(url, socket_connect_timeout=2.0, socket_timeout=20.0, retry=None)
+        self._password = parse_target(url).password
+        self._nodes: dict[str, aioredis.Redis] = {}  # Cluster: the stream's primary
         self.backoff = Backoff(base=0.1, cap=5.0)
         self.connected = False
         self._next_claim = 0.0
@@ -104,9 +118,10 @@ class Mirror:
                 failures = 0
                 while True:
                     await self._step()
-            except (*_FAILURES, redis.exceptions.ResponseError) as exc:
+            except (*_FAILURES, redis.exceptions.RedisError) as exc:
                 # ResponseError: e.g. NOGROUP after Redis came back empty; the group is
-                # created again on the next round.
+                # created again on the next round. Cluster: MOVED, CLUSTERDOWN during a
+                # failover; the slot map is refreshed by the next round's commands.
                 if self.connected:
                     logger.error("mirror: Redis unavailable, retrying: %r", exc)
                 self.connected = False
@@ -148,12 +163,31 @@ class Mirror:
             if start in (b"0-0", "0-0"):
                 return
 
+    def _pipeline(self) -> Any:
+        """A pipeline for the PUBLISHes and the XACK. Cluster: on a client of the stream
+        slot's primary (redis-py's cluster pipeline refuses PUBLISH); a PUBLISH on any
+        node of a cluster reaches the subscribers of every node."""
+        if not isinstance(self.client, RedisCluster):
+            return self.client.pipeline(transaction=False)
+        node = self.client.get_node_from_key(self.stream_key)
+        if node is None:
+            raise redis.exceptions.ConnectionError("no primary serves the stream's slot now")
+        if node.name not in self._nodes:
+            self._nodes[node.name] = aioredis.Redis(
+                host=node.host,
+                port=int(node.port),
+                password=self._password,
+                socket_connect_timeout=2.0,
+                retry=None,  # type: ignore[arg-type]
+            )
+        return self._nodes[node.name].pipeline(transaction=False)
+
     async def _mirror(self, entries: list[tuple[bytes, dict[bytes, bytes]]]) -> None:
-        pipe = self.client.pipeline(transaction=False)
+        pipe = self._pipeline()
         published = 0
         for entry_id, fields in entries:
             try:
-                event = decode_entry(entry_id, fields)
+                event = decode_entry(entry_id, fields, max_size=self.max_event_size)
             except InvalidEntry:
                 continue  # the reader logs and counts it
             for message in legacy_messages(event):
@@ -164,4 +198,6 @@ class Mirror:
         self.stats.mirror_published += published
 
     async def aclose(self) -> None:
+        for node in self._nodes.values():
+            await node.aclose()
         await self.client.aclose()

@@ -5,7 +5,7 @@ protocol (``gateway.websocket``: the direct write path of ``gateway.connection``
 enforces ``MAX_MESSAGE_SIZE`` (1009 above) and the heartbeat as the original's: a ping
 every ``WS_PING_INTERVAL``, closed without a pong within ``WS_PONG_TIMEOUT`` of the
 previous ping. With ``WS_COMPRESSION=on`` (permessage-deflate costs a compression per
-client per frame, DESIGN §9) they go to uvicorn's ``websockets-sansio`` protocol and the
+client per frame: benchmarks/README.md) they go to uvicorn's ``websockets-sansio`` protocol and the
 ASGI path instead, with the same limits.
 """
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import signal
@@ -25,6 +26,7 @@ import uvicorn
 
 from gateway.app import FlowwireApp, create_app
 from gateway.config import Config
+from gateway.door import Door, http_protocol_factory, raise_open_files_limit
 from gateway.websocket import protocol_factory
 
 __all__ = ["configure_logging", "run", "uvicorn_config"]
@@ -65,7 +67,7 @@ class _NoQuery(logging.Filter):
 
 
 def configure_logging(config: Config) -> None:
-    """Handlers are set here, in the CLI, never by the library (STYLE habit 9)."""
+    """Handlers are set here, in the CLI, never by the library."""
     handler = logging.StreamHandler(sys.stderr)
     if config.log_format == "json":
         handler.setFormatter(_JsonFormatter())
@@ -86,10 +88,14 @@ def configure_logging(config: Config) -> None:
 
 def uvicorn_config(app: FlowwireApp, config: Config, host: str, port: int, **extra: Any) -> uvicorn.Config:
     ws: Any = "websockets-sansio" if config.compression else protocol_factory(app.gateway)
+    # The door (gateway.door): SERVER_READ_TIMEOUT on every request head, MAX_PENDING_SOCKETS.
+    door = Door(config.read_timeout, config.max_pending_sockets, app.gateway.stats)
+    http: Any = http_protocol_factory(door)
     return uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=http,
         ws=ws,
         ws_max_size=config.max_message_size,
         ws_ping_interval=config.ping_interval,
@@ -100,6 +106,7 @@ def uvicorn_config(app: FlowwireApp, config: Config, host: str, port: int, **ext
         log_config=None,
         access_log=False,
         server_header=False,
+        backlog=config.listen_backlog,
         **extra,
     )
 
@@ -139,6 +146,7 @@ class _Server(uvicorn.Server):
 
 def run(config: Config, host: str, port: int, app: FlowwireApp | None = None) -> int:
     configure_logging(config)
+    raise_open_files_limit()  # every connection is a file descriptor (gateway.door)
     if not config.redis_url:
         logging.getLogger("flowwire").warning(
             "no REDIS_URL/REDIS_HOST: running on the embedded event log, a single node; "
@@ -150,5 +158,9 @@ def run(config: Config, host: str, port: int, app: FlowwireApp | None = None) ->
         )
     app = app or create_app(config)
     server = _Server(uvicorn_config(app, config, host, port), app)
+    app.gateway.on_fatal = functools.partial(setattr, server, "should_exit", True)
     server.run()
+    if app.gateway.fatal is not None:
+        logging.getLogger("flowwire").critical("exiting: %s", app.gateway.fatal)
+        return 1
     return 0

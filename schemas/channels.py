@@ -1,4 +1,4 @@
-"""Channel names (DESIGN §3).
+"""Channel names (docs/protocol.md, "Channels and routing").
 
 ``executions``, ``approvals``, ``executions:{execution_id}``, ``workflows:{workflow_id}``,
 ``users:{user_id}``. Anything else is refused with ``INVALID_SUBSCRIPTION`` (defect 13:

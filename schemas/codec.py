@@ -24,17 +24,23 @@ __all__ = [
 StreamId = tuple[int, int]
 ZERO_ID: Final[StreamId] = (0, 0)
 
+#: Redis stream ids are two unsigned 64-bit integers.
+_ID_PART_MAX: Final = 2**64 - 1
 _ID_RE: Final = re.compile(r"(\d{1,20})(?:-(\d{1,20}))?\Z")
 # RFC 3339 date-time, UTC or offset, up to nanoseconds (Go's RFC3339Nano).
 _RFC3339_RE: Final = re.compile(r"\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d{1,9})?([Zz]|[+-]\d{2}:\d{2})\Z")
 
 
 def parse_id(text: str) -> StreamId:
-    """``"1764152400123-5"`` -> ``(1764152400123, 5)``; ``"123"`` means ``(123, 0)``."""
+    """``"1764152400123-5"`` -> ``(1764152400123, 5)``; ``"123"`` means ``(123, 0)``.
+    Each part is at most 2^64 - 1, as in Redis (which refuses a larger one)."""
     match = _ID_RE.match(text)
     if match is None:
-        raise ValueError(f"not a stream id: {text!r}")
-    return int(match[1]), int(match[2] or 0)
+        raise ValueError(f"not a stream id: {text[:64]!r}")
+    ms, seq = int(match[1]), int(match[2] or 0)
+    if ms > _ID_PART_MAX or seq > _ID_PART_MAX:
+        raise ValueError(f"not a stream id (a part above 2^64 - 1): {text[:64]!r}")
+    return ms, seq
 
 
 def format_id(sid: StreamId) -> str:

@@ -1,4 +1,4 @@
-"""Event types and their payloads (DESIGN §3, reference/original-defects.md "Payloads").
+"""Event types and their payloads (docs/protocol.md, "Events and payloads").
 
 Payload field names and omission rules are the original Go server's wire contract:
 snake_case JSON, optional fields left out when empty (``omit_defaults``). The one

@@ -3,10 +3,16 @@
 ``flowwire schema`` writes them; ``flowwire schema --check`` (and a test) fails when the
 checked-in files differ from what the Structs say, so the published contract cannot
 drift from the code.
+
+The files must not depend on which msgspec renders them: descriptions come from
+docstrings, and msgspec 0.22 kept their continuation lines' indentation where 0.23
+removes it. :func:`normalize` cleans every description the way :func:`inspect.cleandoc`
+does, so any version gives the same bytes.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 from typing import Any
@@ -15,16 +21,24 @@ import msgspec
 
 from schemas.control import (
     ErrorMessage,
+    Hello,
     Ping,
     Pong,
+    Presence,
+    PresenceDiff,
+    PresenceState,
+    Refresh,
+    Refreshed,
     Subscribe,
     Subscribed,
+    TokenExpiring,
     Unsubscribe,
     Unsubscribed,
+    Welcome,
 )
 from schemas.envelope import EVENT_MESSAGES
 
-__all__ = ["MESSAGES", "check", "render", "write"]
+__all__ = ["MESSAGES", "check", "normalize", "render", "write"]
 
 _DIRECTION = {"client": "client -> server", "server": "server -> client"}
 
@@ -37,15 +51,47 @@ MESSAGES: dict[str, tuple[Any, str]] = {
     "subscribed": (Subscribed, "server"),
     "unsubscribed": (Unsubscribed, "server"),
     "error": (ErrorMessage, "server"),
+    "presence": (Presence, "client"),
+    "presence.state": (PresenceState, "server"),
+    "presence.diff": (PresenceDiff, "server"),
+    # protocol version 2 (flowwire.v2.json, flowwire.v2.msgpack)
+    "hello": (Hello, "client"),
+    "refresh": (Refresh, "client"),
+    "welcome": (Welcome, "server"),
+    "token_expiring": (TokenExpiring, "server"),
+    "refreshed": (Refreshed, "server"),
     **{name: (cls, "server") for name, cls in EVENT_MESSAGES.items()},
 }
+
+
+#: keywords whose values are instance data, not schemas: left as they are
+_DATA_KEYWORDS = frozenset({"const", "default", "enum", "examples"})
+
+
+def normalize(schema: Any) -> Any:
+    """``schema`` with every ``description`` cleaned like :func:`inspect.cleandoc`
+    (continuation lines dedented, tabs expanded, blank lines at either end dropped),
+    whatever msgspec version rendered it."""
+    if isinstance(schema, list):
+        return [normalize(item) for item in schema]
+    if not isinstance(schema, dict):
+        return schema
+    out: dict[str, Any] = {}
+    for key, value in schema.items():
+        if key == "description" and isinstance(value, str):
+            out[key] = inspect.cleandoc(value)
+        elif key in _DATA_KEYWORDS:
+            out[key] = value
+        else:
+            out[key] = normalize(value)
+    return out
 
 
 def render() -> dict[str, str]:
     """File name -> file text, for every message."""
     files: dict[str, str] = {}
     for name, (cls, direction) in MESSAGES.items():
-        schema = msgspec.json.schema(cls)
+        schema = normalize(msgspec.json.schema(cls))
         document = {
             "$schema": "https://json-schema.org/draft/2020-12/schema",
             "title": name,

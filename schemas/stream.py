@@ -1,4 +1,5 @@
-"""The stream entry layout, the cross-language publishing contract (DESIGN §4).
+"""The stream entry layout, the cross-language publishing contract
+(docs/protocol.md, "Publishing (the stream contract)").
 
 Fields of an entry of ``ws:events``:
 
@@ -17,16 +18,28 @@ payload as the publisher's bytes, to be forwarded, never re-encoded.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Final
 
 import msgspec
 
 from schemas.codec import StreamId, is_rfc3339, parse_id, rfc3339_from_ms
-from schemas.events import EVENT_TYPES, Event, category_of
+from schemas.events import EVENT_TYPES, Event
 
-__all__ = ["InvalidEntry", "StreamEvent", "decode_entry", "encode_entry"]
+__all__ = [
+    "MAX_EVENT_SIZE",
+    "InvalidEntry",
+    "StreamEvent",
+    "decode_entry",
+    "encode_entry",
+    "entry_execution_id",
+]
 
 _encoder: Final = msgspec.json.Encoder()
+
+#: The default bound on an entry's ``data`` (bytes) the gateway forwards
+#: (``MAX_EVENT_SIZE``); a larger entry is skipped, counted and logged.
+MAX_EVENT_SIZE: Final = 1024 * 1024
 
 
 class InvalidEntry(ValueError):
@@ -55,10 +68,8 @@ class StreamEvent(msgspec.Struct, frozen=True):
     status: str | None
     org: str | None = None
     user: str | None = None
-
-    @property
-    def category(self) -> str:
-        return category_of(self.type)
+    #: the partition the entry was read from (``schemas.partition``; 0 with one stream)
+    part: int = 0
 
 
 def encode_entry(
@@ -77,6 +88,18 @@ def encode_entry(
     return fields
 
 
+def entry_execution_id(fields: Mapping[str, bytes]) -> str | None:
+    """The ``execution_id`` of an entry's ``data`` (to choose its partition:
+    ``schemas.partition``); ``None`` when it has none or is not usable."""
+    data = fields.get("data")
+    if not isinstance(data, bytes | bytearray):
+        return None
+    try:
+        return _routing_decoder.decode(data).execution_id
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
 def _text(fields: dict[bytes, bytes], name: bytes) -> str | None:
     value = fields.get(name)
     if value is None or value == b"":
@@ -87,8 +110,15 @@ def _text(fields: dict[bytes, bytes], name: bytes) -> str | None:
         raise InvalidEntry(f"field {name.decode()!r} is not UTF-8") from None
 
 
-def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> StreamEvent:
-    """Decode one entry as read by ``XREAD``; :class:`InvalidEntry` says why not."""
+def decode_entry(
+    entry_id: bytes, fields: dict[bytes, bytes], *, max_size: int = MAX_EVENT_SIZE, part: int = 0
+) -> StreamEvent:
+    """Decode one entry as read by ``XREAD``; :class:`InvalidEntry` says why not.
+
+    Whatever a publisher wrote, this raises nothing else: an entry the gateway cannot
+    forward to every client as it stands (not UTF-8, larger than ``max_size``, nested
+    past the decoder's depth, ...) is an :class:`InvalidEntry`.
+    """
     try:
         sid = parse_id(entry_id.decode())
     except (UnicodeDecodeError, ValueError):
@@ -99,10 +129,20 @@ def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> StreamEvent:
     data = fields.get(b"data")
     if not data:
         raise InvalidEntry("missing data")
+    if len(data) > max_size:
+        raise InvalidEntry(f"data is {len(data)} bytes, above the limit of {max_size}")
+    try:
+        # The routing decoder skips what it does not need without checking its UTF-8;
+        # a client (a browser) fails a text frame that is not UTF-8 with 1007.
+        data.decode()
+    except UnicodeDecodeError as exc:
+        raise InvalidEntry(f"data is not UTF-8 (byte {exc.start})") from None
     try:
         routing = _routing_decoder.decode(data)
     except msgspec.DecodeError as exc:  # ValidationError included: not an object, ...
         raise InvalidEntry(f"data is not a usable JSON object: {exc}") from None
+    except RecursionError:
+        raise InvalidEntry("data is nested too deeply") from None
     if not routing.execution_id:
         raise InvalidEntry("data has no execution_id")
     if not event_type.startswith("step.") and not routing.workflow_id:
@@ -121,4 +161,5 @@ def decode_entry(entry_id: bytes, fields: dict[bytes, bytes]) -> StreamEvent:
         status=routing.status,
         org=_text(fields, b"org"),
         user=_text(fields, b"user"),
+        part=part,
     )

@@ -1,4 +1,4 @@
-"""Reconnect backoff policy (STYLE habit 10: policy apart from waiting).
+"""Reconnect backoff policy (policy apart from waiting).
 
 Exponential with full jitter, capped: attempt ``n`` (from 0) waits a uniform random
 time in ``[0, min(cap, base * factor**n)]``. The caller supplies the random number, so

@@ -1,4 +1,4 @@
-"""Compiled subscription filters (DESIGN §3 "Filters").
+"""Compiled subscription filters (docs/protocol.md, "Filters").
 
 A non-empty list is a constraint (the event's value must be in it), empty or absent is
 no constraint, constraints are ANDed, matching is exact. Lists become frozensets once,
@@ -54,5 +54,23 @@ class CompiledFilter:
 _EMPTY: Final = Filters()
 
 
+#: Compiled filters are immutable: connections subscribing with equal filters (a
+#: dashboard's thousands of tabs) share one. Bounded: past it, the oldest are dropped
+#: (they stay shared by the subscriptions that hold them).
+_SHARED: dict[tuple[tuple[str, ...], tuple[str, ...], tuple[str, ...]], CompiledFilter] = {}
+_SHARED_MAX: Final = 4096
+
+
 def compile_filters(filters: Filters | None) -> CompiledFilter:
-    return CompiledFilter(filters if filters is not None else _EMPTY)
+    source = filters if filters is not None else _EMPTY
+    key = (
+        tuple(source.workflow_ids or ()),
+        tuple(source.execution_ids or ()),
+        tuple(source.statuses or ()),
+    )
+    shared = _SHARED.get(key)
+    if shared is None:
+        if len(_SHARED) >= _SHARED_MAX:
+            del _SHARED[next(iter(_SHARED))]
+        shared = _SHARED[key] = CompiledFilter(source)
+    return shared

@@ -3,15 +3,19 @@
 :class:`FrameParser` turns the bytes a client sends into whole messages and control
 frames; the ``*_frame`` functions build what the server sends. Server frames are never
 masked (§5.1), so an event's frame is built once and the same bytes are written to every
-client that gets it (DESIGN §9).
+client that gets it (encoded once per event).
 
 The parser enforces what a server must (§5.1-§5.5, §7.4, §8.1): client frames masked,
 no reserved bits (flowwire negotiates no extension on this path), known opcodes, control
 frames final and at most 125 bytes, continuation frames only inside a fragmented message,
 text messages valid UTF-8, close codes valid, and a message size limit checked from the
 frame header, before any of an oversized payload is buffered. A violation is reported
-once, as :class:`Violation` with the close code to send (1002, 1007 or 1009); the parser
-takes nothing after it.
+once, as :class:`Violation` with the close code to send (1002, 1007 or 1009). The parser
+takes nothing after a violation or a close frame (RFC 6455 §5.5.1: the close is the last
+frame a peer sends), not even the rest of the bytes that came with it.
+
+The connection's state around the parser (open, closing, closed) is
+``gateway.core.wsprotocol``'s.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ __all__ = [
     "Ping",
     "Pong",
     "Violation",
+    "binary_frame",
     "close_frame",
     "ping_frame",
     "pong_frame",
@@ -111,21 +116,21 @@ class FrameParser:
     """Bytes in, frames out: ``feed(data) -> [Message | Ping | Pong | CloseFrame | Violation]``.
 
     Holds only an unfinished frame and an unfinished fragmented message between calls
-    (nothing for an idle connection).
+    (nothing for an idle connection). ``done`` once a close frame or a violation came.
     """
 
-    __slots__ = ("_buffer", "_fragments", "_fragments_size", "_text", "failed", "max_size")
+    __slots__ = ("_buffer", "_fragments", "_fragments_size", "_text", "done", "max_size")
 
     def __init__(self, max_size: int) -> None:
         self.max_size = max_size
-        self.failed = False
+        self.done = False
         self._buffer = b""
         self._fragments: list[bytes] | None = None
         self._fragments_size = 0
         self._text = False
 
     def feed(self, data: bytes) -> list[Frame]:
-        if self.failed:
+        if self.done:
             return []
         if self._buffer:
             data = self._buffer + data
@@ -147,15 +152,15 @@ class FrameParser:
                 header = 10
             problem = self._check_header(b0, b1, length)
             if problem is not None:
-                return self._fail(frames, problem)
+                return self._end(frames, problem)
             if end - pos < header + 4 + length:
                 break
             start = pos + header + 4
             payload = _unmask(data[start : start + length], data[pos + header : start])
             pos = start + length
             frame = self._frame(b0 & 0x0F, bool(b0 & 0x80), payload)
-            if isinstance(frame, Violation):
-                return self._fail(frames, frame)
+            if isinstance(frame, Violation | CloseFrame):
+                return self._end(frames, frame)
             if frame is not None:
                 frames.append(frame)
         self._buffer = data[pos:]
@@ -214,11 +219,11 @@ class FrameParser:
                 return Violation(1007, "text message is not valid UTF-8")
         return Message(payload, text)
 
-    def _fail(self, frames: list[Frame], violation: Violation) -> list[Frame]:
-        self.failed = True
+    def _end(self, frames: list[Frame], last: Violation | CloseFrame) -> list[Frame]:
+        self.done = True
         self._buffer = b""
         self._fragments = None
-        frames.append(violation)
+        frames.append(last)
         return frames
 
 
@@ -235,6 +240,11 @@ def _frame(opcode: int, payload: bytes) -> bytes:
 def text_frame(payload: bytes) -> bytes:
     """An unmasked, final text frame around ``payload`` (already UTF-8 JSON)."""
     return _frame(OP_TEXT, payload)
+
+
+def binary_frame(payload: bytes) -> bytes:
+    """An unmasked, final binary frame (flowwire's protocol sends none; the echo test does)."""
+    return _frame(OP_BINARY, payload)
 
 
 def ping_frame(payload: bytes = b"") -> bytes:

@@ -3,8 +3,9 @@
 :func:`parse_request` reads an upgrade request; :func:`check_upgrade` says whether it is
 a valid WebSocket upgrade and returns the ``Sec-WebSocket-Accept`` value;
 :func:`switching_protocols` and :func:`http_response` build what goes back. No extension
-and no subprotocol is negotiated (permessage-deflate is served by the ASGI path instead,
-``WS_COMPRESSION=on``).
+is negotiated (permessage-deflate is served by the ASGI path instead,
+``WS_COMPRESSION=on``). :func:`select_subprotocol` picks the protocol version
+(docs/protocol.md, "Protocol version 2"), for both upgrade paths.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ __all__ = [
     "check_upgrade",
     "http_response",
     "parse_request",
+    "select_subprotocol",
     "switching_protocols",
 ]
 
@@ -106,10 +108,28 @@ def check_upgrade(request: Request) -> str | HandshakeError:
     return accept_key(key)
 
 
-def switching_protocols(accept: str) -> bytes:
+def select_subprotocol(offered: str | None, supported: tuple[str, ...]) -> str | HandshakeError | None:
+    """The subprotocol to select from a ``Sec-WebSocket-Protocol`` header (RFC 6455
+    §4.2.2: the client's values in its order of preference): the first the gateway
+    supports; ``None`` when none is offered (version 1, the original protocol); a 400 when
+    some are offered and none is supported."""
+    if offered is None:
+        return None
+    names = [name.strip() for name in offered.split(",") if name.strip()]
+    if not names:
+        return None
+    for name in names:
+        if name in supported:
+            return name
+    shown = ", ".join(names)[:200]
+    return HandshakeError(400, f"no offered subprotocol is supported ({shown})")
+
+
+def switching_protocols(accept: str, subprotocol: str | None = None) -> bytes:
+    selected = f"Sec-WebSocket-Protocol: {subprotocol}\r\n" if subprotocol else ""
     return (
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-        f"Sec-WebSocket-Accept: {accept}\r\n\r\n"
+        f"Sec-WebSocket-Accept: {accept}\r\n{selected}\r\n"
     ).encode()
 
 

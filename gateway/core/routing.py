@@ -1,4 +1,4 @@
-"""Which channels an event belongs to (DESIGN §3 "Routing").
+"""Which channels an event belongs to (docs/protocol.md, "Channels and routing").
 
 =================  ===========================================================
 ``execution.*``    ``executions``, ``executions:{execution_id}``, ``workflows:{workflow_id}``
@@ -33,5 +33,6 @@ def channels_for(event: StreamEvent) -> list[Channel]:
 
 
 def visible_to(event: StreamEvent, org: str | None) -> bool:
-    """Tenancy (DESIGN §6): an event with ``org`` reaches only that organization."""
+    """Tenancy (docs/protocol.md, "Channels and routing"): an event with ``org`` reaches
+    only that organization."""
     return event.org is None or event.org == org

@@ -1,6 +1,8 @@
 """``flowwire demo``: a gateway, a simulated executor and a live dashboard, in one
 process. With no Redis configured it runs on the embedded event log; with
-``REDIS_URL`` it publishes through the ``publisher`` API to Redis instead."""
+``REDIS_URL`` it publishes through the ``publisher`` API to Redis instead. It prints the
+page's URL with a token for ``demo-user``, and a second URL for ``demo-guest`` (the
+dashboard's "Watching" panel lists the organization's connected users)."""
 
 from __future__ import annotations
 
@@ -77,6 +79,9 @@ def main(host: str, port: int, rate: float, seed: int | None) -> int:
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     print(f"flowwire demo: open http://{shown}:{port}/?token={token}", flush=True)
     print(f"  token (12 h): {token}", flush=True)
+    # A second user of the same organization, to see the "Watching" panel change.
+    guest = mint_token(config.jwt_secret, "demo-guest", ttl=12 * 3600, issuer=config.jwt_issuer)
+    print(f"  second user:  http://{shown}:{port}/?token={guest}", flush=True)
     print(
         f"  tail it:      flowwire tail executions --url ws://{shown}:{port}/ws --token {token}", flush=True
     )

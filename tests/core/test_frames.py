@@ -20,6 +20,7 @@ from gateway.core.frames import (
     Ping,
     Pong,
     Violation,
+    binary_frame,
     close_frame,
     ping_frame,
     pong_frame,
@@ -81,7 +82,7 @@ def test_messages_survive_any_split(msgs: list[tuple[bool, list[str], list[bytes
     expected += [Pong(b"p"), CloseFrame(4000, "bye ✓")]
     parser = FrameParser(max_size=1 << 20)
     assert feed_in_pieces(parser, stream, cuts) == expected
-    assert not parser.failed
+    assert parser.done  # the close is the last frame
 
 
 @pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])
@@ -116,7 +117,7 @@ def test_violations(stream: bytes, code: int, reason: str) -> None:
     [violation] = frames[1:]
     assert isinstance(violation, Violation)
     assert violation.code == code and reason in violation.reason
-    assert parser.failed
+    assert parser.done
     assert parser.feed(masked(Opcode.PING, b"more")) == []  # nothing after it
 
 
@@ -137,6 +138,32 @@ def test_a_close_without_a_code_is_1005() -> None:
     assert FrameParser(10).feed(masked(Opcode.CLOSE, b"")) == [CloseFrame(1005, "")]
 
 
+def test_nothing_after_a_close_frame_is_parsed() -> None:
+    """RFC 6455 §5.5.1: the close is the peer's last frame. What follows it in the same
+    bytes (a ping: Autobahn 7.1.3; a message: 7.1.4; a second close: 7.1.2) is not
+    returned, and nothing fed later is."""
+    close = masked(Opcode.CLOSE, (1000).to_bytes(2, "big"))
+    parser = FrameParser(1024)
+    after = masked(Opcode.PING, b"p") + masked(Opcode.TEXT, b"t") + close
+    assert parser.feed(masked(Opcode.TEXT, b"before") + close + after) == [
+        Message(b"before", True),
+        CloseFrame(1000, ""),
+    ]
+    assert parser.done
+    assert parser.feed(masked(Opcode.PING, b"later")) == []
+
+
+def test_a_close_in_the_middle_of_a_fragmented_message_ends_it() -> None:
+    """Autobahn 7.1.5: a fragment, a close, the last fragment: the message never completes."""
+    parser = FrameParser(1024)
+    stream = (
+        masked(Opcode.TEXT, b"frag1", fin=False)
+        + masked(Opcode.CLOSE, (1000).to_bytes(2, "big"))
+        + masked(Opcode.CONT, b"frag2")
+    )
+    assert feed_in_pieces(parser, stream, [3, 12, 20]) == [CloseFrame(1000, "")]
+
+
 def read_back(data: bytes) -> WsFrame:
     reader = StreamReader()
     reader.feed_data(data)
@@ -155,6 +182,10 @@ def test_server_frames_read_back(size: int) -> None:
     payload = b"a" * size
     frame = read_back(text_frame(payload))
     assert (frame.opcode, frame.data, frame.fin) == (Opcode.TEXT, payload, True)
+    assert (read_back(binary_frame(payload)).opcode, read_back(binary_frame(payload)).data) == (
+        Opcode.BINARY,
+        payload,
+    )
     assert read_back(ping_frame(b"hb")).opcode == Opcode.PING
     assert read_back(pong_frame(b"hb")).data == b"hb"
 

@@ -68,7 +68,7 @@ def _org(owner: int) -> str | None:
 
 
 def brute(model: dict[tuple[int, str], Filters], event: StreamEvent) -> set[int]:
-    """The specification, literally: DESIGN §3 routing, tenancy and filters."""
+    """The specification, literally: docs/protocol.md's routing, tenancy and filters."""
     out = set()
     routed = {str(c.kind) + (f":{c.key}" if c.key else "") for c in channels_for(event)}
     for (owner, name), flt in model.items():

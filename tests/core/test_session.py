@@ -93,7 +93,7 @@ def test_expire_and_close_in_every_state(state: State) -> None:
 
 def test_subscribe_since_is_parsed() -> None:
     [action] = _session(State.OPEN).receive(INPUTS["subscribe_since"], 0, TS)
-    assert isinstance(action, SubscribeChannel) and action.since == (5, 1)
+    assert isinstance(action, SubscribeChannel) and action.since == "5-1"
 
 
 def test_unsubscribe_after_subscribe_changes_the_index() -> None:
@@ -132,3 +132,61 @@ def test_rate_limit_recovers_with_time() -> None:
     for _ in range(3):
         s.receive(INPUTS["ping"], 0.0, TS)
     assert _reply(s.receive(INPUTS["ping"], 1.5, TS)[0])["type"] == "pong"
+
+
+# -- issue 11 §5: reconnect bursts of subscribes; bounded filter values ---------------
+
+
+def _sub(channel: str, **filters: list[str]) -> bytes:
+    return json.dumps({"type": "subscribe", "data": {"channel": channel, "filters": filters}}).encode()
+
+
+def test_a_reconnect_burst_of_max_subscriptions_passes_the_default_rate_limit() -> None:
+    # The original client sends every subscribe at once after a reconnect: with the
+    # default 20/s (bursts of 40), 100 of them must all be accepted.
+    s = Session("u1", max_subscriptions=100, rate_limit=20.0, now=0.0)
+    actions = [s.receive(_sub(f"executions:e{i}"), 0.0, TS) for i in range(100)]
+    assert all(isinstance(a[0], SubscribeChannel) for a in actions)
+    assert len(s.channels) == 100 and s.state is State.OPEN
+    # Pings still have their own burst: the subscribes did not use it up.
+    assert all(_reply(s.receive(INPUTS["ping"], 0.0, TS)[0])["type"] == "pong" for _ in range(40))
+
+
+def test_subscribe_flood_is_still_limited_then_closed() -> None:
+    s = Session("u1", max_subscriptions=100, rate_limit=20.0, now=0.0)
+    results = [s.receive(_sub("executions:e1"), 0.0, TS) for _ in range(400)]
+    kinds = [
+        type(r[0]).__name__ if r and not isinstance(r[0], Reply) else _reply(r[0])["type"]
+        for r in results
+        if r
+    ]
+    assert kinds.count("SubscribeChannel") == 140  # MAX_SUBSCRIPTIONS + the ordinary burst
+    assert "error" in kinds
+    assert Close(CloseCode.RATE_LIMITED, "rate limit exceeded") in [a for r in results for a in r]
+    assert s.state is State.CLOSING
+
+
+def test_filter_values_are_bounded_per_connection() -> None:
+    s = Session("u1", max_subscriptions=10, rate_limit=0.0, now=0.0, max_filter_values=5)
+    assert isinstance(s.receive(_sub("executions", workflow_ids=["a", "b", "c"]), 0, TS)[0], SubscribeChannel)
+    [refused] = s.receive(_sub("approvals", execution_ids=["x", "y"], statuses=["s"]), 0, TS)
+    doc = _reply(refused)
+    assert doc["data"] == {
+        "code": "TOO_MANY_FILTER_VALUES",
+        "message": "at most 5 filter values per connection (this subscribe would hold 6)",
+        "type": "subscribe",
+        "channel": "approvals",
+    }
+    assert list(s.channels) == ["executions"]  # nothing changed
+    # Replacing a channel's filters counts the new ones instead of the old ones.
+    assert isinstance(s.receive(_sub("executions", workflow_ids=["a"]), 0, TS)[0], SubscribeChannel)
+    assert isinstance(s.receive(_sub("approvals", execution_ids=["x", "y"], statuses=["s"]), 0, TS)[0],
+                      SubscribeChannel)  # fmt: skip
+    assert s.filter_values == 4
+    # Unsubscribing frees them.
+    s.receive(b'{"type":"unsubscribe","data":{"channel":"approvals"}}', 0, TS)
+    assert s.filter_values == 1
+    assert isinstance(
+        s.receive(_sub("workflows:w", statuses=["1", "2", "3", "4"]), 0, TS)[0], SubscribeChannel
+    )
+    assert s.filter_values == 5

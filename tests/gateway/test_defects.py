@@ -195,7 +195,7 @@ async def test_9_slow_consumer_is_closed_4008_and_loses_nothing(redis_mod: Redis
                                                            "status": "running", "context": big})
                           for _ in range(40)]  # fmt: skip
                 ids += pub.publish_many(events)
-        auth = {"Authorization": f"Bearer {token()}"}
+        auth = {"Authorization": f"Bearer {token(roles=['admin'])}"}
         deadline = time.monotonic() + 15
         while json.loads(gw.get("/ws/stats", auth)[1])["slow_consumer_closes"] < 1:
             assert time.monotonic() < deadline, "never closed as a slow consumer"
@@ -237,7 +237,7 @@ async def test_9_control_replies_are_not_dropped_under_load(
 async def test_12_stats_is_routed_and_authenticated(gateway: GatewayProcess) -> None:
     assert gateway.get("/ws/stats")[0] == 401
     async with await open_ws(gateway.url, token("stats-user")):
-        status, body = gateway.get("/ws/stats", {"Authorization": f"Bearer {token()}"})
+        status, body = gateway.get("/ws/stats", {"Authorization": f"Bearer {token(roles=['admin'])}"})
     assert status == 200
     stats = json.loads(body)
     assert {"total_clients", "total_users", "channels", "deliveries", "slow_consumer_closes"} <= set(stats)
@@ -305,7 +305,7 @@ async def test_raw_xadd_and_unusable_entries(gateway: GatewayProcess, redis_mod:
     assert event["id"] == (good.decode() if isinstance(good, bytes) else good)
     assert event["timestamp"] == "2026-11-26T10:00:00Z"
     assert event["data"]["error_message"] == "boom"
-    stats = json.loads(gateway.get("/ws/stats", {"Authorization": f"Bearer {token()}"})[1])
+    stats = json.loads(gateway.get("/ws/stats", {"Authorization": f"Bearer {token(roles=['admin'])}"})[1])
     assert stats["entries_skipped"] >= 2
     assert "skipping stream entry" in gateway.output()
 

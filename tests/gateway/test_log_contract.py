@@ -39,24 +39,24 @@ async def test_range_and_read_after_an_id(log: EventLog) -> None:
     after = parse_id(ids[1].decode())
     assert [e[0] for e in await log.range(after, 10)] == ids[2:]
     assert [e[0] for e in await log.range(after, 2)] == ids[2:4]
-    assert [e[0] for e in await log.read(after, 10, 100)] == ids[2:]
+    assert [e[1][0] for e in await log.read((after,), 10, 100)] == ids[2:]
     entry = (await log.range(ZERO_ID, 1))[0]
     assert entry[1][b"type"] == b"execution.started"
 
 
 async def test_read_blocks_until_an_append(log: EventLog) -> None:
     first = await log.append(F)
-    reader = asyncio.create_task(log.read(parse_id(first.decode()), 10, 5000))
+    reader = asyncio.create_task(log.read((parse_id(first.decode()),), 10, 5000))
     await asyncio.sleep(0.2)
     assert not reader.done()
     second = await log.append(F)
-    assert [e[0] for e in await asyncio.wait_for(reader, 5)] == [second]
+    assert [e[1][0] for e in await asyncio.wait_for(reader, 5)] == [second]
 
 
 async def test_read_times_out_empty(log: EventLog) -> None:
     last = await log.append(F)
     start = time.monotonic()
-    assert await log.read(parse_id(last.decode()), 10, 200) == []
+    assert await log.read((parse_id(last.decode()),), 10, 200) == []
     assert 0.15 < time.monotonic() - start < 2
 
 

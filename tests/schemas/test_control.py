@@ -193,3 +193,68 @@ def test_client_control_messages_round_trip(channel: str, data: object) -> None:
 
     for msg in (Ping(data=data), Unsubscribe(data=UnsubscribeData(channel))):
         assert decode_client(msgspec.json.encode(msg)) == msg
+
+
+# -- hostile frames (issue 11 §5): deep nesting, huge ids ------------------------------
+
+
+@pytest.mark.parametrize("depth", [100, 1_000, 10_000, 100_000])
+@pytest.mark.parametrize(
+    ("prefix", "suffix"),
+    [
+        ('{"type":"ping","data":', "}"),
+        ('{"type":"subscribe","data":{"channel":"executions","x":', "}}"),
+        ('{"type":"unsubscribe","junk":', ',"data":{"channel":"executions"}}'),
+        ('{"type":"nope","data":', "}"),
+        ("", ""),
+    ],
+)
+def test_deep_nesting_is_an_error_reply_not_an_exception(prefix: str, suffix: str, depth: int) -> None:
+    for inner in ("[" * depth + "]" * depth, '{"a":' * depth + "1" + "}" * depth):
+        result = decode_client(prefix + inner + suffix)
+        assert isinstance(result, Ping | Subscribe | Unsubscribe | ProtocolError)
+        if depth >= 1_000 and not isinstance(result, Ping):
+            assert isinstance(result, ProtocolError)
+
+
+def test_nesting_too_deep_is_a_parse_error() -> None:
+    result = decode_client('{"type":"ping","data":' + "[" * 5000 + "]" * 5000 + "}")
+    assert isinstance(result, ProtocolError)
+    assert result.code is ErrorCode.PARSE_ERROR
+    assert "deep" in result.message
+
+
+@pytest.mark.parametrize(
+    "since", [str(2**64), f"{2**64}-0", f"0-{2**64}", "99999999999999999999-99999999999999999999"]
+)
+def test_since_above_redis_range_is_invalid(since: str) -> None:
+    result = decode_client(f'{{"type":"subscribe","data":{{"channel":"executions","since":"{since}"}}}}')
+    assert isinstance(result, ProtocolError)
+    assert result.code is ErrorCode.INVALID_SUBSCRIPTION
+
+
+def test_since_at_redis_maximum_is_valid() -> None:
+    top = 2**64 - 1
+    result = decode_client(f'{{"type":"subscribe","data":{{"channel":"executions","since":"{top}-{top}"}}}}')
+    assert isinstance(result, Subscribe)
+
+
+def test_parse_id_refuses_parts_above_64_bits() -> None:
+    from schemas.codec import parse_id
+
+    assert parse_id(f"{2**64 - 1}-{2**64 - 1}") == (2**64 - 1, 2**64 - 1)
+    for text in (str(2**64), f"1-{2**64}", f"{2**64}-1"):
+        with pytest.raises(ValueError, match="stream id"):
+            parse_id(text)
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(500, 5000), st.sampled_from(["[", '{"k":']), _client_like)
+def test_fuzz_deep_nesting_never_raises(depth: int, opener: str, frame: dict[str, object]) -> None:
+    closer = "]" if opener == "[" else "}"
+    nested = opener * depth + ("1" if opener != "[" else "") + closer * depth
+    for key in ("data", "timestamp", "extra"):
+        doc = json.dumps({**frame, key: None}).replace("null", nested, 1)
+        assert isinstance(decode_client(doc), Ping | Subscribe | Unsubscribe | ProtocolError)
+    # Truncated (invalid JSON) deep frames too.
+    assert isinstance(decode_client(nested[: len(nested) // 2]), ProtocolError)

@@ -1,7 +1,7 @@
 """The delivery checker: what each client should have received, against what it did.
 
 For every client it compares the ids it received with the ids appended that match its
-subscriptions (by the routing table, tenancy and filters of DESIGN §3, computed here
+subscriptions (by the routing table, tenancy and filters of docs/protocol.md, computed here
 independently of the gateway's index) and reports lost, duplicated and out-of-order ids.
 """
 

@@ -1,5 +1,7 @@
 """A gateway under real uvicorn in this process, on a free port, over either event log
-(the embedded one or Redis), so that one test runs against both."""
+(the embedded one or Redis), so that one test runs against both. On Redis,
+``stream_partitions=P`` gives a partitioned log (events go to their execution's
+partition)."""
 
 from __future__ import annotations
 
@@ -7,12 +9,13 @@ import asyncio
 import dataclasses
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import uvicorn
+from starlette.routing import BaseRoute
 
 from gateway.app import FlowwireApp, create_app
 from gateway.config import Config
@@ -21,7 +24,8 @@ from gateway.log.memory import MemoryLog
 from gateway.log.redis import RedisLog
 from gateway.server import uvicorn_config
 from schemas.events import make_event
-from schemas.stream import encode_entry
+from schemas.partition import partition_of
+from schemas.stream import encode_entry, entry_execution_id
 from tests.support.checker import Appended
 from tests.support.gateway import SECRET
 from tests.support.redis_server import free_port
@@ -53,27 +57,46 @@ class Served:
         """``count`` events appended at once (one pipeline on Redis): the reader gets them
         in one batch."""
         fields = encode_entry(make_event(event_type, data))
+        return await self._append_all([fields] * count, [dict(data)] * count, event_type)
+
+    async def append_each(self, event_type: str, datas: Sequence[dict[str, Any]]) -> list[str]:
+        """One event per payload, appended at once as :meth:`append_burst`'s."""
+        entries = [encode_entry(make_event(event_type, data)) for data in datas]
+        return await self._append_all(entries, [dict(data) for data in datas], event_type)
+
+    async def _append_all(
+        self, entries: list[dict[str, bytes]], datas: list[dict[str, Any]], event_type: str
+    ) -> list[str]:
         if isinstance(self.log, RedisLog):
             pipe = self.log.client.pipeline(transaction=False)
-            for _ in range(count):
-                pipe.xadd(self.log.stream_key, fields)  # type: ignore[arg-type]
+            for fields in entries:
+                key = self.log.keys[partition_of(entry_execution_id(fields), self.log.partitions)]
+                pipe.xadd(key, fields)  # type: ignore[arg-type]
             ids = [i.decode() for i in await pipe.execute()]
         else:
-            ids = [(await self.log.append(fields)).decode() for _ in range(count)]
-        self.appended += [Appended(i, event_type, dict(data)) for i in ids]
+            ids = [(await self.log.append(fields)).decode() for fields in entries]
+        self.appended += [Appended(i, event_type, data) for i, data in zip(ids, datas, strict=True)]
         return ids
 
 
 @asynccontextmanager
-async def serve(kind: str, redis_url: str | None = None, **settings: Any) -> AsyncIterator[Served]:
+async def serve(
+    kind: str, redis_url: str | None = None, *, routes: Sequence[BaseRoute] = (), **settings: Any
+) -> AsyncIterator[Served]:
+    """Config settings as keywords; ``routes``: HTTP routes served beside the gateway's."""
     config = dataclasses.replace(Config(jwt_secret=SECRET, rate_limit=0), **settings)
     log: EventLog
     if kind == "memory":
         log = MemoryLog(maxlen=config.stream_maxlen)
     else:
         assert redis_url is not None
-        log = RedisLog(redis_url, f"ws:events:{time.monotonic_ns()}", maxlen=config.stream_maxlen)
-    app = create_app(config, log=log)
+        log = RedisLog(
+            redis_url,
+            f"ws:events:{time.monotonic_ns()}",
+            maxlen=config.stream_maxlen,
+            partitions=config.stream_partitions,
+        )
+    app = create_app(config, log=log, routes=routes)
     port = free_port()
     server = uvicorn.Server(uvicorn_config(app, config, "127.0.0.1", port))
     task = asyncio.create_task(server.serve())

@@ -8,6 +8,7 @@ import contextlib
 import json
 import random
 
+from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
 from tests.support.checker import Want
@@ -28,9 +29,11 @@ class ResumingClient:
         self.cursor: str | None = None
         self.subscribed = asyncio.Event()
         self.recovered_false = 0
+        self.errors: list[dict[str, object]] = []
         self._pod = random.randrange(len(urls))
         self._task: asyncio.Task[None] | None = None
         self._stop = False
+        self._ws: ClientConnection | None = None
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -45,6 +48,7 @@ class ResumingClient:
 
     async def _session(self, url: str) -> None:
         ws = await open_ws(url, self.tok, open_timeout=5)
+        self._ws = ws
         self.connects += 1
         try:
             for want in self.wants:
@@ -57,6 +61,11 @@ class ResumingClient:
                 if "id" in doc:
                     self.received.append(doc["id"])
                     self.cursor = doc["id"]
+                elif doc["type"] == "error":
+                    # A subscribe refused for a moment (the log unreachable): as the
+                    # clients do, start over on a new connection and resume.
+                    self.errors.append(doc["data"])
+                    break
                 elif doc["type"] == "subscribed":
                     if self.cursor is None:
                         self.cursor = doc["data"]["position"]
@@ -66,6 +75,11 @@ class ResumingClient:
         finally:
             self.closes.append(ws.close_code)
             await ws.close()
+
+    def drop(self) -> None:
+        """Break the connection as a network would (no close handshake)."""
+        if self._ws is not None and self._ws.transport is not None:
+            self._ws.transport.abort()
 
     async def wait_for(self, count: int, timeout: float) -> None:
         async with asyncio.timeout(timeout):

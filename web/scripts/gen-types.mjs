@@ -148,7 +148,7 @@ export function generate(schemaDir = DEFAULT_SCHEMA_DIR) {
     }
     out.push("");
   }
-  const types = [...roots.keys()];
+  const types = [...roots.keys()].sort(); // by type: "presence" before "presence.diff", whatever the file names
   out.push("/** Every message of the protocol, by its \"type\". */");
   out.push("export interface ProtocolMessages {");
   for (const type of types) {

@@ -3,12 +3,16 @@ export {
   WebSocketClient,
   getWebSocketClient,
   resetWebSocketClient,
+  disconnectWebSocket,
   createWebSocketClient,
+  resolvePolicy,
   CloseCode,
   DEBUG_NAMESPACE,
+  V2_JSON,
 } from "./lib/websocket.js";
 export type {
   ConnectionState,
+  ProtocolChoice,
   TokenReason,
   TokenValue,
   WebSocketClientOptions,
@@ -32,5 +36,9 @@ export {
   STEP_EVENT_TYPES,
   APPROVAL_EVENT_TYPES,
   CONTROL_TYPES,
+  V2_TYPES,
 } from "./lib/types.js";
 export type * from "./lib/types.js";
+// Presence (docs/protocol.md, "Presence"): client.presence(), client.watchPresence()
+export { PresenceError } from "./lib/presence.js";
+export type { PresenceListener, PresenceMember, PresenceSnapshot } from "./lib/presence.js";

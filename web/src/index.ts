@@ -27,3 +27,5 @@ export type {
   UseWebSocketSubscriptionResult,
   WebSocketProviderProps,
 } from "./hooks/useWebSocket.js";
+export { usePresence } from "./hooks/usePresence.js";
+export type { UsePresenceOptions, UsePresenceResult } from "./hooks/usePresence.js";

@@ -57,6 +57,440 @@ function clampUnit(value) {
   return value >= 1 ? 1 - Number.EPSILON : value;
 }
 
+// src/lib/options.ts
+var V2_JSON = "flowwire.v2.json";
+function storedToken() {
+  try {
+    return globalThis.localStorage?.getItem("auth_token") ?? null;
+  } catch {
+    return null;
+  }
+}
+function resolvePolicy(options) {
+  const { autoReconnect, reconnect, reconnectInterval, maxReconnectAttempts } = options;
+  const backoff = { ...options.backoff };
+  if (autoReconnect !== void 0 && reconnect !== void 0 && autoReconnect !== reconnect) {
+    throw new TypeError("options.autoReconnect and options.reconnect disagree (they are one setting)");
+  }
+  if (reconnectInterval !== void 0) {
+    if (!(reconnectInterval >= 0) || !Number.isFinite(reconnectInterval)) {
+      throw new RangeError(`reconnectInterval must be a finite number of ms >= 0, got ${reconnectInterval}`);
+    }
+    if (backoff.initialDelayMs !== void 0 && backoff.initialDelayMs !== reconnectInterval) {
+      throw new TypeError("options.reconnectInterval and options.backoff.initialDelayMs disagree (they are one setting)");
+    }
+    backoff.initialDelayMs = reconnectInterval;
+  }
+  if (maxReconnectAttempts !== void 0) {
+    const retries = maxReconnectAttempts === Infinity ? null : maxReconnectAttempts;
+    if (retries !== null && !(Number.isInteger(retries) && retries >= 0)) {
+      throw new RangeError(`maxReconnectAttempts must be an integer >= 0 or Infinity, got ${maxReconnectAttempts}`);
+    }
+    if (backoff.maxRetries !== void 0 && backoff.maxRetries !== retries) {
+      throw new TypeError("options.maxReconnectAttempts and options.backoff.maxRetries disagree (they are one setting)");
+    }
+    backoff.maxRetries = retries;
+  }
+  if (backoff.maxDelayMs === void 0 && backoff.initialDelayMs !== void 0) {
+    backoff.maxDelayMs = Math.max(DEFAULT_BACKOFF.maxDelayMs, backoff.initialDelayMs);
+  }
+  return { reconnect: (reconnect ?? autoReconnect) !== false, backoff: resolveBackoff(backoff) };
+}
+
+// src/lib/socket.ts
+var OPEN = 1;
+var CloseCode = {
+  NORMAL: 1e3,
+  POLICY: 1008,
+  TOO_BIG: 1009,
+  INTERNAL: 1011,
+  SERVICE_RESTART: 1012,
+  TRY_AGAIN_LATER: 1013,
+  TOKEN_EXPIRED: 4001,
+  SLOW_CONSUMER: 4008,
+  RATE_LIMITED: 4029
+};
+var CLIENT_ABANDON = 4e3;
+var DEBUG_NAMESPACE = "websocket:client";
+
+// src/lib/url.ts
+var ConfigurationError = class extends Error {
+  constructor() {
+    super(...arguments);
+    this.name = "ConfigurationError";
+  }
+};
+function readEnvUrl() {
+  let value;
+  try {
+    value = import.meta.env?.VITE_WS_URL;
+  } catch {
+    return void 0;
+  }
+  return typeof value === "string" && value.trim() !== "" ? value.trim() : void 0;
+}
+function pageLocation() {
+  const location = globalThis.location;
+  return location !== void 0 && typeof location.host === "string" && location.host !== "" ? location : void 0;
+}
+var ABSOLUTE = /^[a-z][a-z0-9+.-]*:\/\//i;
+function resolveSocketUrl(explicit, envUrl = readEnvUrl()) {
+  const location = pageLocation();
+  const pageScheme = location?.protocol === "https:" ? "wss:" : "ws:";
+  const configured = (explicit ?? envUrl)?.trim();
+  if (configured === void 0 || configured === "") {
+    if (location === void 0) {
+      throw new ConfigurationError(
+        "flowwire: no WebSocket URL: pass options.url, set VITE_WS_URL, or run in a page"
+      );
+    }
+    return `${pageScheme}//${location.host}/ws`;
+  }
+  let text = configured;
+  if (!ABSOLUTE.test(text) && !text.startsWith("/")) {
+    text = `${pageScheme}//${text}`;
+  } else if (text.startsWith("//")) {
+    text = `${pageScheme}${text}`;
+  }
+  let url;
+  try {
+    const base = location !== void 0 ? `${pageScheme}//${location.host}/` : void 0;
+    url = new URL(text, base);
+  } catch {
+    throw new ConfigurationError(`flowwire: invalid WebSocket URL ${JSON.stringify(configured)}`);
+  }
+  if (url.protocol === "http:") url.protocol = "ws:";
+  else if (url.protocol === "https:") url.protocol = "wss:";
+  if (url.protocol !== "ws:" && url.protocol !== "wss:") {
+    throw new ConfigurationError(`flowwire: WebSocket URL must be ws:// or wss://, got ${JSON.stringify(configured)}`);
+  }
+  if (url.hostname === "") {
+    throw new ConfigurationError(`flowwire: WebSocket URL has no host: ${JSON.stringify(configured)}`);
+  }
+  if (url.pathname === "" || url.pathname === "/") url.pathname = "/ws";
+  return url.toString();
+}
+function withToken(url, token) {
+  if (token === null || token === void 0 || token === "") return url;
+  const parsed = new URL(url);
+  parsed.searchParams.set("token", token);
+  return parsed.toString();
+}
+function redactToken(url) {
+  try {
+    const parsed = new URL(url);
+    if (parsed.searchParams.has("token")) parsed.searchParams.set("token", "***");
+    return parsed.toString();
+  } catch {
+    return "<invalid url>";
+  }
+}
+
+// src/lib/connection.ts
+function isPromiseLike(value) {
+  return value !== null && typeof value === "object" && typeof value.then === "function";
+}
+var Connection = class {
+  constructor(options, events, log) {
+    this.options = options;
+    this.events = events;
+    this.log = log;
+    this.socket_ = null;
+    this.state_ = "disconnected";
+    /** connect() was called and disconnect() was not. */
+    this.wanted = false;
+    /** Retries scheduled since the last successful open. */
+    this.attempt = 0;
+    /** Bumped on every connect/disconnect; a pending async getToken() of an older one is dropped. */
+    this.generation = 0;
+    this.reconnectTimer = null;
+    this.pingTimer = null;
+    this.pongTimer = null;
+    this.lastActivity = 0;
+  }
+  get state() {
+    return this.state_;
+  }
+  get socket() {
+    return this.socket_;
+  }
+  /** Connected, with a socket open: a message sent now goes out. */
+  get open() {
+    return this.state_ === "connected" && this.socket_ !== null && this.socket_.readyState === OPEN;
+  }
+  /** Open the connection (no-op when already connecting, connected or waiting to retry). */
+  connect() {
+    if (this.wanted && (this.socket_ !== null || this.reconnectTimer !== null || this.state_ === "connecting")) {
+      return;
+    }
+    this.wanted = true;
+    this.attempt = 0;
+    this.start("connect");
+  }
+  /** Close with 1000 and stop reconnecting. */
+  disconnect() {
+    this.wanted = false;
+    this.generation += 1;
+    this.clearReconnectTimer();
+    const socket = this.socket_;
+    this.detach();
+    if (socket !== null) {
+      this.log("disconnect");
+      try {
+        socket.close(CloseCode.NORMAL, "client disconnect");
+      } catch {
+      }
+    }
+    this.setState("disconnected");
+  }
+  /** The subprotocol of the open socket: "flowwire.v2.json", or null (version 1). */
+  get protocol() {
+    const selected = this.socket_?.protocol;
+    return selected === V2_JSON ? selected : null;
+  }
+  /**
+   * Protocol version 2's `token_expiring`: ask getToken() for a fresh token and send it
+   * in-band (`refresh`). A token that is missing, or a getToken() that fails, leaves the
+   * connection to its 4001 close and the usual reconnect.
+   */
+  refreshToken() {
+    const socket = this.socket_;
+    const generation = this.generation;
+    const send = (token2) => {
+      if (this.socket_ !== socket || generation !== this.generation) return;
+      if (typeof token2 !== "string" || token2 === "") {
+        this.log("getToken gave no token to refresh with");
+        return;
+      }
+      this.transmit({ type: "refresh", data: { token: token2 } });
+    };
+    let token;
+    try {
+      token = (this.options().getToken ?? storedToken)({ reason: "refresh" });
+    } catch (err) {
+      this.log("getToken threw", err);
+      return;
+    }
+    if (isPromiseLike(token)) {
+      token.then(send, (err) => this.log("getToken rejected", err));
+    } else {
+      send(token);
+    }
+  }
+  /** Send one message as one text frame; false when the socket is not open. */
+  transmit(message) {
+    const socket = this.socket_;
+    if (socket === null || socket.readyState !== OPEN) return false;
+    try {
+      socket.send(JSON.stringify(message));
+      return true;
+    } catch (err) {
+      this.log("send failed", err);
+      return false;
+    }
+  }
+  // ------------------------------------------------------------------ opening
+  random() {
+    return (this.options().random ?? Math.random)();
+  }
+  start(reason) {
+    const generation = ++this.generation;
+    this.setState("connecting");
+    let token;
+    try {
+      token = (this.options().getToken ?? storedToken)({ reason });
+    } catch (err) {
+      this.log("getToken threw", err);
+      this.retryAfterFailure();
+      return;
+    }
+    if (isPromiseLike(token)) {
+      token.then(
+        (value) => {
+          if (generation === this.generation && this.wanted) this.createSocket(value);
+        },
+        (err) => {
+          if (generation !== this.generation || !this.wanted) return;
+          this.log("getToken rejected", err);
+          this.retryAfterFailure();
+        }
+      );
+    } else {
+      this.createSocket(token);
+    }
+  }
+  createSocket(token) {
+    let socket;
+    try {
+      const options = this.options();
+      const url = withToken(resolveSocketUrl(options.url), token);
+      const Impl = options.WebSocketImpl ?? globalThis.WebSocket;
+      if (Impl === void 0) {
+        throw new ConfigurationError(
+          "flowwire: no WebSocket implementation (pass options.WebSocketImpl, e.g. the `ws` package)"
+        );
+      }
+      this.log("connecting to", redactToken(url));
+      socket = options.protocol === "v1" ? new Impl(url) : new Impl(url, [V2_JSON]);
+    } catch (err) {
+      if (err instanceof ConfigurationError) {
+        console.error(`[${DEBUG_NAMESPACE}]`, err.message);
+        this.wanted = false;
+        this.setState("disconnected");
+        return;
+      }
+      this.log("cannot open socket", err);
+      this.retryAfterFailure();
+      return;
+    }
+    this.socket_ = socket;
+    socket.onopen = () => {
+      if (this.socket_ === socket) this.handleOpen();
+    };
+    socket.onmessage = (event) => {
+      if (this.socket_ !== socket) return;
+      this.sawActivity();
+      this.events.frame(event.data);
+    };
+    socket.onerror = (event) => {
+      if (this.socket_ === socket) this.log("socket error", event);
+    };
+    socket.onclose = (event) => {
+      if (this.socket_ === socket) this.handleClose(event.code, event.reason);
+      else this.log("ignoring close of a replaced socket", event.code);
+    };
+  }
+  handleOpen() {
+    this.log("open");
+    this.attempt = 0;
+    this.lastActivity = Date.now();
+    this.setState("connected");
+    this.events.opened();
+    this.schedulePing();
+  }
+  // ------------------------------------------------------------------ closing, reconnecting
+  handleClose(code, reason) {
+    this.log("closed", code, reason);
+    this.detach();
+    const policy = resolvePolicy(this.options());
+    if (!this.wanted || !policy.reconnect) {
+      this.wanted = false;
+      this.setState("disconnected");
+      return;
+    }
+    const prompt = () => promptDelay(policy.backoff, () => this.random());
+    switch (code) {
+      case CloseCode.TOKEN_EXPIRED:
+        this.scheduleReconnect(prompt(), "expired");
+        return;
+      case CloseCode.SERVICE_RESTART: {
+        const asked = parseRestartDelayMs(reason);
+        this.scheduleReconnect(asked !== null ? Math.min(asked, policy.backoff.maxDelayMs) : prompt(), "reconnect");
+        return;
+      }
+      case CloseCode.SLOW_CONSUMER:
+        this.scheduleReconnect(prompt(), "reconnect");
+        return;
+      default:
+        this.retryAfterFailure();
+    }
+  }
+  /** Reconnect with exponential backoff and full jitter, unless out of retries. */
+  retryAfterFailure() {
+    const policy = resolvePolicy(this.options()).backoff;
+    if (!shouldRetry(this.attempt, policy)) {
+      this.log(`giving up after ${this.attempt} retries`);
+      this.wanted = false;
+      this.setState("disconnected");
+      return;
+    }
+    this.scheduleReconnect(backoffDelay(this.attempt, policy, () => this.random()), "reconnect");
+  }
+  scheduleReconnect(delayMs, reason) {
+    this.clearReconnectTimer();
+    this.attempt += 1;
+    this.log(`reconnecting in ${delayMs} ms (attempt ${this.attempt})`);
+    this.setState("reconnecting");
+    this.reconnectTimer = setTimeout(() => {
+      this.reconnectTimer = null;
+      if (this.wanted && this.socket_ === null) this.start(reason);
+    }, delayMs);
+  }
+  /** Forget the current socket (its late events are ignored) and stop its timers. */
+  detach() {
+    const socket = this.socket_;
+    this.socket_ = null;
+    this.clearPingTimers();
+    if (socket !== null) {
+      socket.onopen = null;
+      socket.onmessage = null;
+      socket.onerror = null;
+    }
+    this.events.detached();
+  }
+  clearReconnectTimer() {
+    if (this.reconnectTimer !== null) {
+      clearTimeout(this.reconnectTimer);
+      this.reconnectTimer = null;
+    }
+  }
+  // ------------------------------------------------------------------ keepalive
+  /** Anything received shows the connection is alive. */
+  sawActivity() {
+    this.lastActivity = Date.now();
+    if (this.pongTimer !== null) {
+      clearTimeout(this.pongTimer);
+      this.pongTimer = null;
+    }
+  }
+  /** Ping after `pingIntervalMs` without any inbound frame; abandon the socket if still silent. */
+  schedulePing(delay = this.options().pingIntervalMs ?? 25e3) {
+    const interval = this.options().pingIntervalMs ?? 25e3;
+    if (interval <= 0 || this.pingTimer !== null) return;
+    this.pingTimer = setTimeout(() => {
+      this.pingTimer = null;
+      if (this.socket_ === null) return;
+      const idle = Date.now() - this.lastActivity;
+      if (idle < interval) {
+        this.schedulePing(interval - idle);
+        return;
+      }
+      if (!this.transmit({ type: "ping", timestamp: (/* @__PURE__ */ new Date()).toISOString() })) return;
+      if (this.pongTimer === null) {
+        this.pongTimer = setTimeout(() => {
+          this.pongTimer = null;
+          this.abandonSocket("no reply to ping");
+        }, this.options().pongTimeoutMs ?? 1e4);
+      }
+      this.schedulePing(interval);
+    }, delay);
+  }
+  clearPingTimers() {
+    if (this.pingTimer !== null) clearTimeout(this.pingTimer);
+    if (this.pongTimer !== null) clearTimeout(this.pongTimer);
+    this.pingTimer = null;
+    this.pongTimer = null;
+  }
+  /** Give up on a socket that went silent: forget it now, close it, reconnect. */
+  abandonSocket(why) {
+    const socket = this.socket_;
+    if (socket === null) return;
+    this.log("abandoning socket:", why);
+    this.detach();
+    try {
+      socket.close(CLIENT_ABANDON, why);
+    } catch {
+    }
+    this.retryAfterFailure();
+  }
+  setState(state) {
+    if (this.state_ === state) return;
+    this.state_ = state;
+    this.log("state", state);
+    this.events.stateChanged(state);
+  }
+};
+
 // src/lib/debug.ts
 function readDebugSetting() {
   try {
@@ -88,6 +522,296 @@ function createDebugLogger(namespace, enabled, sink = (...args) => console.debug
     if (enabled()) sink(`[${namespace}]`, ...args);
   };
 }
+
+// src/lib/dispatch.ts
+var Dispatcher = class {
+  constructor() {
+    this.handlers = /* @__PURE__ */ new Map();
+    this.statusListeners = /* @__PURE__ */ new Set();
+  }
+  on(type, handler) {
+    let set = this.handlers.get(type);
+    if (set === void 0) {
+      set = /* @__PURE__ */ new Set();
+      this.handlers.set(type, set);
+    }
+    set.add(handler);
+    return () => this.off(type, handler);
+  }
+  off(type, handler) {
+    const set = this.handlers.get(type);
+    if (set === void 0) return;
+    set.delete(handler);
+    if (set.size === 0) this.handlers.delete(type);
+  }
+  /** Call the handlers of `type`, and those of "*" when the message came from the server. */
+  emit(type, message, fromServer) {
+    const targets = [...this.handlers.get(type) ?? [], ...fromServer ? this.handlers.get("*") ?? [] : []];
+    for (const handler of targets) {
+      try {
+        handler(message);
+      } catch (err) {
+        console.error(`[${DEBUG_NAMESPACE}] handler for ${type} threw`, err);
+      }
+    }
+  }
+  onStatusChange(listener) {
+    this.statusListeners.add(listener);
+    return () => {
+      this.statusListeners.delete(listener);
+    };
+  }
+  notifyStatus() {
+    for (const listener of [...this.statusListeners]) {
+      try {
+        listener();
+      } catch (err) {
+        console.error(`[${DEBUG_NAMESPACE}] status listener threw`, err);
+      }
+    }
+  }
+};
+
+// src/lib/ids.ts
+var ID_PATTERN = /^(\d{1,20})(?:-(\d{1,20}))?$/;
+function parseEventId(id) {
+  const match = ID_PATTERN.exec(id);
+  if (match === null) return null;
+  return { ms: BigInt(match[1]), seq: BigInt(match[2] ?? "0") };
+}
+function isEventId(value) {
+  return typeof value === "string" && ID_PATTERN.test(value);
+}
+function compareEventIds(a, b) {
+  const pa = parseEventId(a);
+  const pb = parseEventId(b);
+  if (pa === null) throw new TypeError(`not a stream id: ${JSON.stringify(a)}`);
+  if (pb === null) throw new TypeError(`not a stream id: ${JSON.stringify(b)}`);
+  if (pa.ms !== pb.ms) return pa.ms < pb.ms ? -1 : 1;
+  if (pa.seq !== pb.seq) return pa.seq < pb.seq ? -1 : 1;
+  return 0;
+}
+function maxEventId(a, b) {
+  const aValid = a !== null && isEventId(a);
+  const bValid = b !== null && isEventId(b);
+  if (!aValid) return bValid ? b : null;
+  if (!bValid) return a;
+  return compareEventIds(a, b) >= 0 ? a : b;
+}
+function isAfter(id, cursor) {
+  if (cursor === null || !isEventId(cursor)) return true;
+  return compareEventIds(id, cursor) > 0;
+}
+
+// src/lib/presence.ts
+var PresenceError = class extends Error {
+  constructor(code, message) {
+    super(message);
+    this.name = "PresenceError";
+    this.code = code;
+  }
+};
+var keyOf = (channel) => channel ?? "";
+function isRecord(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+var PresenceTracker = class {
+  constructor(send, isOpen, timeoutMs = () => 1e4) {
+    this.send = send;
+    this.isOpen = isOpen;
+    this.timeoutMs = timeoutMs;
+    this.pending = /* @__PURE__ */ new Map();
+    this.watches = /* @__PURE__ */ new Map();
+  }
+  /** Ask for a scope's members now (channel omitted: the organization). */
+  query(channel) {
+    const key = keyOf(channel);
+    return new Promise((resolve, reject) => {
+      this.ask(key, void 0, (data) => resolve(snapshotOf(key, data)), reject);
+    });
+  }
+  /** Keep `listener` told of a scope's members while watched; returns the undo function. */
+  watch(channel, listener) {
+    const key = keyOf(channel);
+    let w = this.watches.get(key);
+    if (w === void 0) {
+      w = { listeners: /* @__PURE__ */ new Set(), members: /* @__PURE__ */ new Map(), count: 0, ready: false };
+      this.watches.set(key, w);
+      if (this.isOpen()) this.start(key);
+    }
+    w.listeners.add(listener);
+    if (w.ready) listener(this.snapshot(key, w));
+    let undone = false;
+    return () => {
+      if (undone) return;
+      undone = true;
+      const current = this.watches.get(key);
+      if (current === void 0 || !current.listeners.delete(listener) || current.listeners.size > 0) return;
+      this.watches.delete(key);
+      if (this.isOpen()) this.ask(key, false, () => void 0, () => void 0);
+    };
+  }
+  /** The socket opened: every watched scope is asked again (with watch: true). */
+  reopened() {
+    for (const key of this.watches.keys()) this.start(key);
+  }
+  /** The socket is gone: pending queries fail (watches wait for the next socket). */
+  detached() {
+    const all = [...this.pending.values()].flat();
+    this.pending.clear();
+    for (const p of all) {
+      clearTimeout(p.timer);
+      p.reject(new PresenceError("NOT_CONNECTED", "the connection closed before the presence reply"));
+    }
+  }
+  /** A frame from the server; true when it was presence's. */
+  handle(type, message) {
+    const data = isRecord(message["data"]) ? message["data"] : {};
+    const key = keyOf(typeof data["channel"] === "string" ? data["channel"] : null);
+    if (type === "presence.state") {
+      this.take(key)?.resolve(data);
+      return true;
+    }
+    if (type === "presence.diff") {
+      this.applyDiff(key, data);
+      return true;
+    }
+    if (type === "error" && data["type"] === "presence") {
+      const p = this.take(key) ?? this.take(null);
+      p?.reject(new PresenceError(String(data["code"] ?? "ERROR"), String(data["message"] ?? "presence refused")));
+      return true;
+    }
+    return false;
+  }
+  start(key) {
+    const applied = (data) => {
+      const w = this.watches.get(key);
+      if (w === void 0) return;
+      w.members = new Map(data.members.map((m) => [m.user_id, m.connections]));
+      w.count = data.count;
+      w.ready = true;
+      this.notify(key, w);
+    };
+    this.ask(key, true, applied, () => void 0);
+  }
+  /** Send `presence`; its reply (matched by scope, in order) goes to `resolve` or `reject`, synchronously. */
+  ask(key, watch, resolve, reject) {
+    const data = {};
+    if (key !== "") data.channel = key;
+    if (watch !== void 0) data.watch = watch;
+    if (!this.isOpen() || !this.send({ type: "presence", data })) {
+      reject(new PresenceError("NOT_CONNECTED", "not connected"));
+      return;
+    }
+    const entry = {
+      resolve,
+      reject,
+      timer: setTimeout(() => {
+        const queue2 = this.pending.get(key);
+        const i = queue2?.indexOf(entry) ?? -1;
+        if (queue2 !== void 0 && i >= 0) queue2.splice(i, 1);
+        if (queue2 !== void 0 && queue2.length === 0) this.pending.delete(key);
+        reject(new PresenceError("TIMEOUT", "no presence reply"));
+      }, this.timeoutMs())
+    };
+    const queue = this.pending.get(key);
+    if (queue === void 0) this.pending.set(key, [entry]);
+    else queue.push(entry);
+  }
+  /** The oldest pending query of `key` (null: of any scope). */
+  take(key) {
+    const k = key ?? this.pending.keys().next().value;
+    if (k === void 0) return void 0;
+    const queue = this.pending.get(k);
+    const p = queue?.shift();
+    if (queue !== void 0 && queue.length === 0) this.pending.delete(k);
+    if (p !== void 0) clearTimeout(p.timer);
+    return p;
+  }
+  applyDiff(key, data) {
+    const w = this.watches.get(key);
+    if (w === void 0 || !w.ready) return;
+    if (data.resync === true) {
+      this.start(key);
+      return;
+    }
+    for (const m of data.joined) w.members.set(m.user_id, m.connections);
+    for (const user of data.left) w.members.delete(user);
+    w.count = data.count;
+    this.notify(key, w);
+  }
+  snapshot(key, w) {
+    const members = [...w.members.entries()].sort(([a], [b]) => a < b ? -1 : a > b ? 1 : 0).map(([user_id, connections]) => ({ user_id, connections }));
+    return { channel: key === "" ? null : key, members, count: w.count };
+  }
+  notify(key, w) {
+    const snap = this.snapshot(key, w);
+    for (const listener of [...w.listeners]) listener(snap);
+  }
+};
+function snapshotOf(key, data) {
+  return { channel: key === "" ? null : key, members: data.members, count: data.count };
+}
+
+// src/lib/resume.ts
+var PARTITION_CURSOR = /^v1(\.\d{1,20}(-\d{1,20})?){1,64}(~\d{1,2}\.\d{1,20}-\d{1,20}){0,16}$/;
+function isPartitionCursor(value) {
+  return typeof value === "string" && PARTITION_CURSOR.test(value);
+}
+var ResumeCursor = class {
+  constructor() {
+    this.last = null;
+    this.position = null;
+    /** The last partitioned `cursor` received (null: the stream is not partitioned). */
+    this.vector = null;
+  }
+  /** The id of the last event received. */
+  get lastEventId() {
+    return this.last;
+  }
+  /**
+   * Where the next reconnect resumes from: the last event id, or a later `position` the
+   * client adopted (the highest one before any event, or the one a `recovered: false`
+   * reply moved it to).
+   */
+  get cursor() {
+    return this.vector ?? maxEventId(this.last, this.position);
+  }
+  /**
+   * An event arrived: true when it is new (after the last one), false for a duplicate.
+   * With a partitioned `cursor`, that cursor is kept (and the event is new).
+   */
+  accept(id, cursor) {
+    if (isPartitionCursor(cursor)) {
+      this.last = id;
+      this.vector = cursor;
+      return true;
+    }
+    if (this.vector?.includes("~")) {
+      this.vector = null;
+      this.last = id;
+      return true;
+    }
+    if (!isAfter(id, this.last)) return false;
+    this.last = id;
+    return true;
+  }
+  /** A `subscribed` reply's position: before any event, it is the cursor. */
+  live(position) {
+    if (this.last !== null) return;
+    if (isPartitionCursor(position)) this.vector = position;
+    else if (isEventId(position)) this.position = maxEventId(this.position, position);
+  }
+  /**
+   * A `recovered: false` reply: what lay between the cursor and `position` is gone for
+   * good, so resume from `position` next time instead of asking again for history the
+   * stream lost.
+   */
+  skipTo(position) {
+    if (isPartitionCursor(position)) this.vector = position;
+    else if (isEventId(position)) this.position = maxEventId(this.position, position);
+  }
+};
 
 // src/lib/filters.ts
 var FILTER_KEYS = ["workflow_ids", "execution_ids", "statuses"];
@@ -124,246 +848,34 @@ function mergeFilters(all) {
   return Object.keys(out).length > 0 ? out : void 0;
 }
 
-// src/lib/ids.ts
-var ID_PATTERN = /^(\d{1,20})(?:-(\d{1,20}))?$/;
-function parseEventId(id) {
-  const match = ID_PATTERN.exec(id);
-  if (match === null) return null;
-  return { ms: BigInt(match[1]), seq: BigInt(match[2] ?? "0") };
-}
-function isEventId(value) {
-  return typeof value === "string" && ID_PATTERN.test(value);
-}
-function compareEventIds(a, b) {
-  const pa = parseEventId(a);
-  const pb = parseEventId(b);
-  if (pa === null) throw new TypeError(`not a stream id: ${JSON.stringify(a)}`);
-  if (pb === null) throw new TypeError(`not a stream id: ${JSON.stringify(b)}`);
-  if (pa.ms !== pb.ms) return pa.ms < pb.ms ? -1 : 1;
-  if (pa.seq !== pb.seq) return pa.seq < pb.seq ? -1 : 1;
-  return 0;
-}
-function maxEventId(a, b) {
-  const aValid = a !== null && isEventId(a);
-  const bValid = b !== null && isEventId(b);
-  if (!aValid) return bValid ? b : null;
-  if (!bValid) return a;
-  return compareEventIds(a, b) >= 0 ? a : b;
-}
-function isAfter(id, cursor) {
-  if (cursor === null || !isEventId(cursor)) return true;
-  return compareEventIds(id, cursor) > 0;
-}
-
-// src/lib/url.ts
-var ConfigurationError = class extends Error {
-  constructor() {
-    super(...arguments);
-    this.name = "ConfigurationError";
-  }
-};
-function readEnvUrl() {
-  let value;
-  try {
-    value = import.meta.env?.VITE_WS_URL;
-  } catch {
-    return void 0;
-  }
-  return typeof value === "string" && value.trim() !== "" ? value.trim() : void 0;
-}
-function pageLocation() {
-  const location = globalThis.location;
-  return location !== void 0 && typeof location.host === "string" && location.host !== "" ? location : void 0;
-}
-function resolveSocketUrl(explicit, envUrl = readEnvUrl()) {
-  const location = pageLocation();
-  const configured = explicit ?? envUrl;
-  if (configured === void 0 || configured === "") {
-    if (location === void 0) {
-      throw new ConfigurationError(
-        "flowwire: no WebSocket URL: pass options.url, set VITE_WS_URL, or run in a page"
-      );
-    }
-    return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
-  }
-  let url;
-  try {
-    const base = location !== void 0 ? `${location.protocol}//${location.host}/` : void 0;
-    url = new URL(configured, base);
-  } catch {
-    throw new ConfigurationError(`flowwire: invalid WebSocket URL ${JSON.stringify(configured)}`);
-  }
-  if (url.protocol === "http:") url.protocol = "ws:";
-  else if (url.protocol === "https:") url.protocol = "wss:";
-  if (url.protocol !== "ws:" && url.protocol !== "wss:") {
-    throw new ConfigurationError(`flowwire: WebSocket URL must be ws:// or wss://, got ${JSON.stringify(configured)}`);
-  }
-  if (url.pathname === "" || url.pathname === "/") url.pathname = "/ws";
-  return url.toString();
-}
-function withToken(url, token) {
-  if (token === null || token === void 0 || token === "") return url;
-  const parsed = new URL(url);
-  parsed.searchParams.set("token", token);
-  return parsed.toString();
-}
-function redactToken(url) {
-  try {
-    const parsed = new URL(url);
-    if (parsed.searchParams.has("token")) parsed.searchParams.set("token", "***");
-    return parsed.toString();
-  } catch {
-    return "<invalid url>";
-  }
-}
-
-// src/lib/websocket.ts
-var OPEN = 1;
-var DEBUG_NAMESPACE = "websocket:client";
-var CloseCode = {
-  NORMAL: 1e3,
-  POLICY: 1008,
-  TOO_BIG: 1009,
-  INTERNAL: 1011,
-  SERVICE_RESTART: 1012,
-  TRY_AGAIN_LATER: 1013,
-  TOKEN_EXPIRED: 4001,
-  SLOW_CONSUMER: 4008,
-  RATE_LIMITED: 4029
-};
-var CLIENT_ABANDON = 4e3;
-function isRecord(value) {
-  return value !== null && typeof value === "object" && !Array.isArray(value);
-}
-function isPromiseLike(value) {
-  return isRecord(value) && typeof value["then"] === "function";
-}
-function now() {
-  return (/* @__PURE__ */ new Date()).toISOString();
-}
-var WebSocketClient = class {
-  constructor(options = {}) {
-    this.socket_ = null;
-    this.state_ = "disconnected";
-    /** connect() was called and disconnect() was not. */
-    this.wanted = false;
-    /** Retries scheduled since the last successful open. */
-    this.attempt = 0;
-    /** Bumped on every connect/disconnect; a pending async getToken() of an older one is dropped. */
-    this.generation = 0;
-    this.reconnectTimer = null;
-    this.pingTimer = null;
-    this.pongTimer = null;
-    this.lastActivity = 0;
+// src/lib/subscriptions.ts
+var Subscriptions = class {
+  /**
+   * @param transmit sends a message now, false when the socket is not open
+   * @param canSend the socket is open and connected (a subscribe goes out now)
+   */
+  constructor(transmit, canSend, log) {
+    this.transmit = transmit;
+    this.canSend = canSend;
+    this.log = log;
     this.channels = /* @__PURE__ */ new Map();
     this.nextHolderId = 1;
-    this.lastEventId_ = null;
-    this.position_ = null;
-    this.handlers = /* @__PURE__ */ new Map();
-    this.statusListeners = /* @__PURE__ */ new Set();
-    this.log = createDebugLogger(DEBUG_NAMESPACE, () => this.debugOn);
-    /**
-     * Be told when state, subscriptions or confirmations change (for React's
-     * useSyncExternalStore). Returns an unsubscribe function.
-     */
-    this.onStatusChange = (listener) => {
-      this.statusListeners.add(listener);
-      return () => {
-        this.statusListeners.delete(listener);
-      };
-    };
-    this.options = { ...options };
-    resolveBackoff(options.backoff);
-    this.debugOn = this.computeDebug();
   }
-  // ------------------------------------------------------------------ public surface
-  /** The connection state: disconnected, connecting, connected, reconnecting. */
-  get state() {
-    return this.state_;
-  }
-  getState() {
-    return this.state_;
-  }
-  isConnected() {
-    return this.state_ === "connected";
-  }
-  /** The id of the last event received: the resume cursor. */
-  get lastEventId() {
-    return this.lastEventId_;
-  }
-  /**
-   * Where the next reconnect resumes from: the last event id, or a later `position` the
-   * client adopted (the highest one before any event, or the one a `recovered: false`
-   * reply moved it to).
-   */
-  get resumeCursor() {
-    return maxEventId(this.lastEventId_, this.position_);
-  }
-  /** The current socket, for diagnostics and tests (e.g. to drop it); null when none. */
-  get socket() {
-    return this.socket_;
-  }
-  /** Channels currently remembered (subscribed by at least one caller). */
-  get channelNames() {
+  get names() {
     return [...this.channels.keys()];
   }
-  /** True when the channel is remembered (it will be subscribed whenever connected). */
-  isSubscribed(channel) {
+  has(channel) {
     return this.channels.has(channel);
   }
-  /** True when connected and the server confirmed the channel on this connection. */
-  isLive(channel) {
-    return this.state_ === "connected" && this.channels.get(channel)?.acked === true;
-  }
-  /** Number of active subscribe() calls for the channel. */
-  subscriberCount(channel) {
+  count(channel) {
     return this.channels.get(channel)?.holders.length ?? 0;
   }
-  /** Update options (getToken, url, …); they apply from the next connect. */
-  configure(options) {
-    if (options.backoff !== void 0) resolveBackoff({ ...this.options.backoff, ...options.backoff });
-    this.options = {
-      ...this.options,
-      ...options,
-      backoff: { ...this.options.backoff, ...options.backoff }
-    };
-    this.debugOn = this.computeDebug();
+  acked(channel) {
+    return this.channels.get(channel)?.acked === true;
   }
-  /** Open the connection (no-op when already connecting, connected or waiting to retry). */
-  connect() {
-    this.debugOn = this.computeDebug();
-    if (this.wanted && (this.socket_ !== null || this.reconnectTimer !== null || this.state_ === "connecting")) {
-      return;
-    }
-    this.wanted = true;
-    this.attempt = 0;
-    this.open("connect");
-  }
-  /** Close the connection and stop reconnecting. Subscriptions stay remembered. */
-  disconnect() {
-    this.wanted = false;
-    this.generation += 1;
-    this.clearReconnectTimer();
-    const socket = this.socket_;
-    this.detach();
-    if (socket !== null) {
-      this.log("disconnect");
-      try {
-        socket.close(CloseCode.NORMAL, "client disconnect");
-      } catch {
-      }
-    }
-    this.setState("disconnected");
-  }
-  /**
-   * Subscribe to a channel (executions, executions:{id}, workflows:{id}, approvals,
-   * users:{id}). Reference-counted: the channel stays subscribed until every subscribe()
-   * has been undone. Sent now if open, else when the socket opens. Returns a function
-   * that undoes exactly this call.
-   */
-  subscribe(channel, filters) {
-    if (typeof channel !== "string" || channel === "") throw new TypeError("subscribe: channel must be a non-empty string");
-    const holder = { id: this.nextHolderId++, filters };
+  /** Hold the channel; sent now if open (or with its new merged filters). Returns the holder's id. */
+  add(channel, filters, conflate = false) {
+    const holder = { id: this.nextHolderId++, filters, conflate };
     let entry = this.channels.get(channel);
     if (entry === void 0) {
       entry = { holders: [], sentKey: null, sentSince: null, acked: false };
@@ -371,201 +883,50 @@ var WebSocketClient = class {
     }
     entry.holders.push(holder);
     this.log("subscribe", channel, `(${entry.holders.length} subscriber(s))`);
-    this.syncChannel(channel, entry);
-    this.notifyStatus();
-    let undone = false;
-    return () => {
-      if (undone) return;
-      undone = true;
-      this.removeHolder(channel, (h) => h.id === holder.id);
-    };
+    this.sync(channel, entry);
+    return holder.id;
   }
-  /**
-   * Undo one subscribe() of the channel: the one with equal filters when given, else the
-   * most recent. The `unsubscribe` message goes out when the last one is undone.
-   */
-  unsubscribe(channel, filters) {
+  /** The id of the holder to undo for unsubscribe(channel, filters?): equal filters, else the latest. */
+  find(channel, filters) {
     const entry = this.channels.get(channel);
-    if (entry === void 0) return;
+    if (entry === void 0) return null;
     const key = filters === void 0 ? null : filtersKey(filters);
     const matching = entry.holders.filter((h) => key === null || filtersKey(h.filters) === key);
-    const target = matching[matching.length - 1];
-    if (target === void 0) return;
-    this.removeHolder(channel, (h) => h.id === target.id);
+    return matching[matching.length - 1]?.id ?? null;
   }
-  /** Listen to a message type ("*": every server message; "resync": see ResyncMessage). Returns off(). */
-  on(type, handler) {
-    let set = this.handlers.get(type);
-    if (set === void 0) {
-      set = /* @__PURE__ */ new Set();
-      this.handlers.set(type, set);
-    }
-    set.add(handler);
-    return () => this.off(type, handler);
-  }
-  off(type, handler) {
-    const set = this.handlers.get(type);
-    if (set === void 0) return;
-    set.delete(handler);
-    if (set.size === 0) this.handlers.delete(type);
-  }
-  /** Send a client message; false when the socket is not open. */
-  send(message) {
-    const socket = this.socket_;
-    if (socket === null || socket.readyState !== OPEN) return false;
-    try {
-      socket.send(JSON.stringify(message));
-      return true;
-    } catch (err) {
-      this.log("send failed", err);
-      return false;
-    }
-  }
-  // ------------------------------------------------------------------ connecting
-  computeDebug() {
-    return this.options.debug ?? debugEnabled(DEBUG_NAMESPACE, readDebugSetting());
-  }
-  backoffOptions() {
-    return resolveBackoff(this.options.backoff);
-  }
-  random() {
-    return (this.options.random ?? Math.random)();
-  }
-  open(reason) {
-    const generation = ++this.generation;
-    this.setState("connecting");
-    let token;
-    try {
-      token = this.options.getToken?.({ reason });
-    } catch (err) {
-      this.log("getToken threw", err);
-      this.retryAfterFailure();
-      return;
-    }
-    if (isPromiseLike(token)) {
-      token.then(
-        (value) => {
-          if (generation === this.generation && this.wanted) this.createSocket(value);
-        },
-        (err) => {
-          if (generation !== this.generation || !this.wanted) return;
-          this.log("getToken rejected", err);
-          this.retryAfterFailure();
-        }
-      );
+  /**
+   * Undo one subscribe(). The `unsubscribe` goes out when the channel's last holder is
+   * gone; otherwise the remaining holders' filters are sent if they changed. True when
+   * something was removed.
+   */
+  remove(channel, holderId) {
+    const entry = this.channels.get(channel);
+    if (entry === void 0) return false;
+    const index = entry.holders.findIndex((h) => h.id === holderId);
+    if (index < 0) return false;
+    entry.holders.splice(index, 1);
+    this.log("unsubscribe", channel, `(${entry.holders.length} subscriber(s) left)`);
+    if (entry.holders.length === 0) {
+      this.channels.delete(channel);
+      if (entry.sentKey !== null) {
+        this.transmit({ type: "unsubscribe", timestamp: (/* @__PURE__ */ new Date()).toISOString(), data: { channel } });
+      }
     } else {
-      this.createSocket(token);
+      this.sync(channel, entry);
     }
+    return true;
   }
-  createSocket(token) {
-    let socket;
-    try {
-      const url = withToken(resolveSocketUrl(this.options.url), token);
-      const Impl = this.options.WebSocketImpl ?? globalThis.WebSocket;
-      if (Impl === void 0) {
-        throw new ConfigurationError(
-          "flowwire: no WebSocket implementation (pass options.WebSocketImpl, e.g. the `ws` package)"
-        );
-      }
-      this.log("connecting to", redactToken(url));
-      socket = new Impl(url);
-    } catch (err) {
-      if (err instanceof ConfigurationError) {
-        console.error(`[${DEBUG_NAMESPACE}]`, err.message);
-        this.wanted = false;
-        this.setState("disconnected");
-        return;
-      }
-      this.log("cannot open socket", err);
-      this.retryAfterFailure();
-      return;
-    }
-    this.socket_ = socket;
-    socket.onopen = () => {
-      if (this.socket_ === socket) this.handleOpen();
-    };
-    socket.onmessage = (event) => {
-      if (this.socket_ === socket) this.handleFrame(event.data);
-    };
-    socket.onerror = (event) => {
-      if (this.socket_ === socket) this.log("socket error", event);
-    };
-    socket.onclose = (event) => {
-      if (this.socket_ === socket) this.handleClose(event.code, event.reason);
-      else this.log("ignoring close of a replaced socket", event.code);
-    };
-  }
-  handleOpen() {
-    this.log("open");
-    this.attempt = 0;
-    for (const entry of this.channels.values()) {
+  /** A socket opened: send every held channel, with its filters, resuming from `since`. */
+  resubscribeAll(since) {
+    for (const [channel, entry] of this.channels) {
       entry.sentKey = null;
       entry.sentSince = null;
       entry.acked = false;
-    }
-    this.lastActivity = Date.now();
-    this.setState("connected");
-    const since = this.resumeCursor;
-    for (const [channel, entry] of this.channels) this.sendSubscribe(channel, entry, since);
-    this.schedulePing();
-  }
-  handleClose(code, reason) {
-    this.log("closed", code, reason);
-    this.detach();
-    if (!this.wanted || this.options.reconnect === false) {
-      this.wanted = false;
-      this.setState("disconnected");
-      return;
-    }
-    const policy = this.backoffOptions();
-    switch (code) {
-      case CloseCode.TOKEN_EXPIRED:
-        this.scheduleReconnect(promptDelay(policy, () => this.random()), "expired");
-        return;
-      case CloseCode.SERVICE_RESTART: {
-        const asked = parseRestartDelayMs(reason);
-        const delay = asked !== null ? Math.min(asked, policy.maxDelayMs) : promptDelay(policy, () => this.random());
-        this.scheduleReconnect(delay, "reconnect");
-        return;
-      }
-      case CloseCode.SLOW_CONSUMER:
-        this.scheduleReconnect(promptDelay(policy, () => this.random()), "reconnect");
-        return;
-      default:
-        this.retryAfterFailure();
+      this.send(channel, entry, since);
     }
   }
-  /** Reconnect with exponential backoff and full jitter, unless out of retries. */
-  retryAfterFailure() {
-    const policy = this.backoffOptions();
-    if (!shouldRetry(this.attempt, policy)) {
-      this.log(`giving up after ${this.attempt} retries`);
-      this.wanted = false;
-      this.setState("disconnected");
-      return;
-    }
-    this.scheduleReconnect(backoffDelay(this.attempt, policy, () => this.random()), "reconnect");
-  }
-  scheduleReconnect(delayMs, reason) {
-    this.clearReconnectTimer();
-    this.attempt += 1;
-    this.log(`reconnecting in ${delayMs} ms (attempt ${this.attempt})`);
-    this.setState("reconnecting");
-    this.reconnectTimer = setTimeout(() => {
-      this.reconnectTimer = null;
-      if (this.wanted && this.socket_ === null) this.open(reason);
-    }, delayMs);
-  }
-  /** Forget the current socket (its late events are ignored) and stop its timers. */
-  detach() {
-    const socket = this.socket_;
-    this.socket_ = null;
-    this.clearPingTimers();
-    if (socket !== null) {
-      socket.onopen = null;
-      socket.onmessage = null;
-      socket.onerror = null;
-    }
+  /** The socket is gone: nothing is sent or confirmed any more. True when that changed something. */
+  reset() {
     let changed = false;
     for (const entry of this.channels.values()) {
       if (entry.acked || entry.sentKey !== null) changed = true;
@@ -573,98 +934,236 @@ var WebSocketClient = class {
       entry.sentKey = null;
       entry.sentSince = null;
     }
-    if (changed) this.notifyStatus();
+    return changed;
   }
-  clearReconnectTimer() {
-    if (this.reconnectTimer !== null) {
-      clearTimeout(this.reconnectTimer);
-      this.reconnectTimer = null;
-    }
-  }
-  // ------------------------------------------------------------------ keepalive
-  /** Ping after `pingIntervalMs` without any inbound frame; abandon the socket if still silent. */
-  schedulePing(delay = this.options.pingIntervalMs ?? 25e3) {
-    const interval = this.options.pingIntervalMs ?? 25e3;
-    if (interval <= 0 || this.pingTimer !== null) return;
-    this.pingTimer = setTimeout(() => {
-      this.pingTimer = null;
-      if (this.socket_ === null) return;
-      const idle = Date.now() - this.lastActivity;
-      if (idle < interval) {
-        this.schedulePing(interval - idle);
-        return;
-      }
-      if (!this.send({ type: "ping", timestamp: now() })) return;
-      if (this.pongTimer === null) {
-        this.pongTimer = setTimeout(() => {
-          this.pongTimer = null;
-          this.abandonSocket("no reply to ping");
-        }, this.options.pongTimeoutMs ?? 1e4);
-      }
-      this.schedulePing(interval);
-    }, delay);
-  }
-  clearPingTimers() {
-    if (this.pingTimer !== null) clearTimeout(this.pingTimer);
-    if (this.pongTimer !== null) clearTimeout(this.pongTimer);
-    this.pingTimer = null;
-    this.pongTimer = null;
-  }
-  /** Give up on a socket that went silent: forget it now, close it, reconnect. */
-  abandonSocket(why) {
-    const socket = this.socket_;
-    if (socket === null) return;
-    this.log("abandoning socket:", why);
-    this.detach();
-    try {
-      socket.close(CLIENT_ABANDON, why);
-    } catch {
-    }
-    this.retryAfterFailure();
-  }
-  // ------------------------------------------------------------------ subscriptions
-  removeHolder(channel, match) {
+  /** The server confirmed the channel; null when it is no longer held. */
+  confirm(channel) {
     const entry = this.channels.get(channel);
-    if (entry === void 0) return;
-    const index = entry.holders.findIndex(match);
-    if (index < 0) return;
-    entry.holders.splice(index, 1);
-    this.log("unsubscribe", channel, `(${entry.holders.length} subscriber(s) left)`);
-    if (entry.holders.length === 0) {
-      this.channels.delete(channel);
-      if (entry.sentKey !== null) this.send({ type: "unsubscribe", timestamp: now(), data: { channel } });
-    } else {
-      this.syncChannel(channel, entry);
-    }
-    this.notifyStatus();
+    if (entry === void 0) return null;
+    const newly = !entry.acked;
+    entry.acked = true;
+    return { newly, since: entry.sentSince };
   }
-  /** Send the channel's (merged) filters if the socket is open and they changed. */
-  syncChannel(channel, entry) {
-    if (this.socket_ === null || this.socket_.readyState !== OPEN || this.state_ !== "connected") return;
+  /** Send the channel's merged filters if the socket is open and they changed. */
+  sync(channel, entry) {
+    if (!this.canSend()) return;
     const merged = mergeFilters(entry.holders.map((h) => h.filters));
-    if (entry.sentKey === filtersKey(merged)) return;
-    this.sendSubscribe(channel, entry, null);
+    if (entry.sentKey === sentKey(merged, conflates(entry))) return;
+    this.send(channel, entry, null);
   }
-  sendSubscribe(channel, entry, since) {
+  send(channel, entry, since) {
     const filters = mergeFilters(entry.holders.map((h) => h.filters));
+    const conflate = conflates(entry);
     const data = {
       channel,
       ...filters !== void 0 ? { filters } : {},
-      ...since !== null ? { since } : {}
+      ...since !== null ? { since } : {},
+      ...conflate ? { conflate } : {}
     };
-    if (this.send({ type: "subscribe", timestamp: now(), data })) {
-      entry.sentKey = filtersKey(filters);
+    if (this.transmit({ type: "subscribe", timestamp: (/* @__PURE__ */ new Date()).toISOString(), data })) {
+      entry.sentKey = sentKey(filters, conflate);
       entry.sentSince = since;
     }
   }
-  // ------------------------------------------------------------------ receiving
+};
+function conflates(entry) {
+  return entry.holders.length > 0 && entry.holders.every((h) => h.conflate);
+}
+function sentKey(filters, conflate) {
+  return conflate ? `${filtersKey(filters)}|conflate` : filtersKey(filters);
+}
+
+// src/lib/websocket.ts
+function isRecord2(value) {
+  return value !== null && typeof value === "object" && !Array.isArray(value);
+}
+function now() {
+  return (/* @__PURE__ */ new Date()).toISOString();
+}
+var WebSocketClient = class {
+  constructor(options = {}) {
+    this.log = createDebugLogger(DEBUG_NAMESPACE, () => this.debugOn);
+    this.dispatcher = new Dispatcher();
+    this.cursor = new ResumeCursor();
+    /**
+     * Be told when state, subscriptions or confirmations change (for React's
+     * useSyncExternalStore). Returns an unsubscribe function.
+     */
+    this.onStatusChange = (listener) => this.dispatcher.onStatusChange(listener);
+    this.options = { ...options };
+    resolvePolicy(this.options);
+    this.debugOn = this.computeDebug();
+    this.connection = new Connection(
+      () => this.options,
+      {
+        opened: () => this.handleOpen(),
+        frame: (raw) => this.handleFrame(raw),
+        detached: () => {
+          this.presenceTracker.detached();
+          if (this.subscriptions.reset()) this.dispatcher.notifyStatus();
+        },
+        stateChanged: () => this.dispatcher.notifyStatus()
+      },
+      this.log
+    );
+    this.subscriptions = new Subscriptions(
+      (message) => this.connection.transmit(message),
+      () => this.connection.open,
+      this.log
+    );
+    this.presenceTracker = new PresenceTracker(
+      (message) => this.connection.transmit(message),
+      () => this.connection.open
+    );
+  }
+  // ------------------------------------------------------------------ public surface
+  /** The connection state: disconnected, connecting, connected, reconnecting. */
+  get state() {
+    return this.connection.state;
+  }
+  getState() {
+    return this.connection.state;
+  }
+  isConnected() {
+    return this.connection.state === "connected";
+  }
+  /** The id of the last event received. */
+  get lastEventId() {
+    return this.cursor.lastEventId;
+  }
+  /**
+   * Where the next reconnect resumes from: the last event id, or a later `position` the
+   * client adopted (the highest one before any event, or the one a `recovered: false`
+   * reply moved it to).
+   */
+  get resumeCursor() {
+    return this.cursor.cursor;
+  }
+  /** The subprotocol the gateway selected: "flowwire.v2.json", or null (version 1). */
+  get protocol() {
+    return this.connection.protocol;
+  }
+  /** The current socket, for diagnostics and tests (e.g. to drop it); null when none. */
+  get socket() {
+    return this.connection.socket;
+  }
+  /** Channels currently remembered (subscribed by at least one caller). */
+  get channelNames() {
+    return this.subscriptions.names;
+  }
+  /** True when the channel is remembered (it will be subscribed whenever connected). */
+  isSubscribed(channel) {
+    return this.subscriptions.has(channel);
+  }
+  /** True when connected and the server confirmed the channel on this connection. */
+  isLive(channel) {
+    return this.connection.state === "connected" && this.subscriptions.acked(channel);
+  }
+  /** Number of active subscribe() calls for the channel. */
+  subscriberCount(channel) {
+    return this.subscriptions.count(channel);
+  }
+  /**
+   * Update options (getToken, url, …); they apply from the next connect. Options given
+   * as undefined are left as they were; a bad policy throws and changes nothing.
+   */
+  configure(options) {
+    const given = Object.fromEntries(Object.entries(options).filter(([, value]) => value !== void 0));
+    const next = {
+      ...this.options,
+      ...given,
+      backoff: { ...this.options.backoff, ...options.backoff }
+    };
+    resolvePolicy(next);
+    this.options = next;
+    this.debugOn = this.computeDebug();
+  }
+  /** Open the connection (no-op when already connecting, connected or waiting to retry). */
+  connect() {
+    this.debugOn = this.computeDebug();
+    this.connection.connect();
+  }
+  /** Close the connection and stop reconnecting. Subscriptions stay remembered. */
+  disconnect() {
+    this.connection.disconnect();
+  }
+  /**
+   * Subscribe to a channel (executions, executions:{id}, workflows:{id}, approvals,
+   * users:{id}). Reference-counted: the channel stays subscribed until every subscribe()
+   * has been undone. Sent now if open, else when the socket opens. Returns a function
+   * that undoes exactly this call.
+   */
+  subscribe(channel, filters, options) {
+    if (typeof channel !== "string" || channel === "") throw new TypeError("subscribe: channel must be a non-empty string");
+    const holder = this.subscriptions.add(channel, filters, options?.conflate === true);
+    this.dispatcher.notifyStatus();
+    let undone = false;
+    return () => {
+      if (undone) return;
+      undone = true;
+      if (this.subscriptions.remove(channel, holder)) this.dispatcher.notifyStatus();
+    };
+  }
+  /**
+   * Undo one subscribe() of the channel: the one with equal filters when given, else the
+   * most recent. The `unsubscribe` message goes out when the last one is undone.
+   */
+  unsubscribe(channel, filters) {
+    const holder = this.subscriptions.find(channel, filters);
+    if (holder !== null && this.subscriptions.remove(channel, holder)) this.dispatcher.notifyStatus();
+  }
+  /** Listen to a message type ("*": every server message; "resync": see ResyncMessage). Returns off(). */
+  on(type, handler) {
+    return this.dispatcher.on(type, handler);
+  }
+  off(type, handler) {
+    this.dispatcher.off(type, handler);
+  }
+  /**
+   * Send a message (`ping`, `subscribe`, `unsubscribe`; the original accepted any
+   * WebSocketMessage and so does this). When the socket is not open the message is not
+   * sent: a warning is logged and false returned. Prefer subscribe()/unsubscribe(),
+   * which the client remembers and re-sends on reconnect.
+   */
+  send(message) {
+    if (!this.connection.transmit(message)) {
+      console.warn(`[${DEBUG_NAMESPACE}] not connected: message not sent (${String(message.type)})`);
+      return false;
+    }
+    return true;
+  }
+  // ------------------------------------------------------------------ presence
+  /**
+   * Who is connected in the organization (no channel), or subscribed to `channel`, over
+   * every gateway instance: resolves with the `presence.state` reply; rejects with a
+   * PresenceError (the server's code, NOT_CONNECTED or TIMEOUT).
+   */
+  presence(channel) {
+    return this.presenceTracker.query(channel);
+  }
+  /**
+   * Be told of a scope's members (channel null: the organization) while watched: once
+   * the gateway answers, then on every join or leave (coalesced by the gateway), and
+   * again after each reconnect. Reference-counted; returns a function that undoes it.
+   */
+  watchPresence(channel, listener) {
+    return this.presenceTracker.watch(channel, listener);
+  }
+  // ------------------------------------------------------------------ wiring
+  computeDebug() {
+    return this.options.debug ?? debugEnabled(DEBUG_NAMESPACE, readDebugSetting());
+  }
+  handleOpen() {
+    if (this.connection.protocol !== null) {
+      this.connection.transmit({ type: "hello", data: { features: ["token_refresh"] } });
+    }
+    this.subscriptions.resubscribeAll(this.cursor.cursor);
+    this.presenceTracker.reopened();
+    const signal = { type: "subscribed", timestamp: now() };
+    this.dispatcher.emit("subscribed", signal, false);
+  }
   /** One frame is one JSON message; it is never split on newlines. */
   handleFrame(raw) {
-    this.lastActivity = Date.now();
-    if (this.pongTimer !== null) {
-      clearTimeout(this.pongTimer);
-      this.pongTimer = null;
-    }
     if (typeof raw !== "string") {
       this.log("ignoring a non-text frame");
       return;
@@ -673,84 +1172,57 @@ var WebSocketClient = class {
     try {
       message = JSON.parse(raw);
     } catch {
-      this.log("ignoring a frame that is not one JSON value:", raw.slice(0, 200));
+      console.warn(`[${DEBUG_NAMESPACE}] dropping a frame that is not one JSON value:`, raw.slice(0, 200));
       return;
     }
-    if (!isRecord(message) || typeof message["type"] !== "string") {
+    if (!isRecord2(message) || typeof message["type"] !== "string") {
       this.log("ignoring a frame without a type");
       return;
     }
     const type = message["type"];
+    if (type === "welcome" || type === "token_expiring" || type === "refreshed") {
+      this.log(type, message["data"]);
+      if (type === "token_expiring") this.connection.refreshToken();
+      this.dispatcher.emit(type, message, false);
+      return;
+    }
+    this.presenceTracker.handle(type, message);
     if (type === "subscribed") {
       this.handleSubscribed(message);
-    } else if (type === "unsubscribed" || type === "pong") {
     } else if (type === "error") {
-      this.handleError(message);
-    } else {
+      const data = isRecord2(message["data"]) ? message["data"] : {};
+      this.log("server error", data["code"], data["message"]);
+    } else if (type !== "unsubscribed" && type !== "pong") {
       const id = message["id"];
-      if (isEventId(id)) {
-        if (!isAfter(id, this.lastEventId_)) {
-          this.log("dropping duplicate event", id);
-          return;
-        }
-        this.lastEventId_ = id;
+      if (isEventId(id) && !this.cursor.accept(id, message["cursor"])) {
+        this.log("dropping duplicate event", id);
+        return;
+      }
+      const data = message["data"];
+      if (isRecord2(data)) {
+        for (const key of Object.keys(data)) if (data[key] === null) delete data[key];
       }
     }
-    this.dispatch(type, message);
+    this.dispatcher.emit(type, message, true);
   }
   handleSubscribed(message) {
-    const data = isRecord(message["data"]) ? message["data"] : {};
+    const data = isRecord2(message["data"]) ? message["data"] : {};
     const channel = data["channel"];
     const position = data["position"];
-    if (isEventId(position) && this.lastEventId_ === null) {
-      this.position_ = maxEventId(this.position_, position);
-    }
+    this.cursor.live(position);
     if (typeof channel !== "string") return;
-    const entry = this.channels.get(channel);
-    if (entry === void 0) return;
-    if (!entry.acked) {
-      entry.acked = true;
-      this.notifyStatus();
-    }
+    const confirmation = this.subscriptions.confirm(channel);
+    if (confirmation === null) return;
+    if (confirmation.newly) this.dispatcher.notifyStatus();
     if (data["recovered"] === false) {
-      if (isEventId(position)) this.position_ = maxEventId(this.position_, position);
+      this.cursor.skipTo(position);
       const resync = {
         type: "resync",
         timestamp: now(),
-        data: { channel, since: entry.sentSince, position: isEventId(position) ? position : null }
+        data: { channel, since: confirmation.since, position: isEventId(position) ? position : null }
       };
       this.log("resume impossible, state must be reloaded:", channel);
-      this.dispatch("resync", resync);
-    }
-  }
-  handleError(message) {
-    const data = isRecord(message["data"]) ? message["data"] : {};
-    this.log("server error", data["code"], data["message"]);
-  }
-  dispatch(type, message) {
-    const targets = [...this.handlers.get(type) ?? [], ...type === "resync" ? [] : this.handlers.get("*") ?? []];
-    for (const handler of targets) {
-      try {
-        handler(message);
-      } catch (err) {
-        console.error(`[${DEBUG_NAMESPACE}] handler for ${type} threw`, err);
-      }
-    }
-  }
-  // ------------------------------------------------------------------ status
-  setState(state) {
-    if (this.state_ === state) return;
-    this.state_ = state;
-    this.log("state", state);
-    this.notifyStatus();
-  }
-  notifyStatus() {
-    for (const listener of [...this.statusListeners]) {
-      try {
-        listener();
-      } catch (err) {
-        console.error(`[${DEBUG_NAMESPACE}] status listener threw`, err);
-      }
+      this.dispatcher.emit("resync", resync, false);
     }
   }
 };
@@ -763,10 +1235,11 @@ function getWebSocketClient(options) {
   }
   return shared;
 }
-function resetWebSocketClient() {
+function disconnectWebSocket() {
   shared?.disconnect();
   shared = null;
 }
+var resetWebSocketClient = disconnectWebSocket;
 function createWebSocketClient(options) {
   return new WebSocketClient(options);
 }
@@ -806,7 +1279,17 @@ var CONTROL_TYPES = [
   "subscribed",
   "unsubscribe",
   "unsubscribed",
-  "error"
+  "error",
+  "presence",
+  "presence.state",
+  "presence.diff"
+];
+var V2_TYPES = [
+  "hello",
+  "welcome",
+  "refresh",
+  "refreshed",
+  "token_expiring"
 ];
 export {
   APPROVAL_EVENT_TYPES,
@@ -817,16 +1300,21 @@ export {
   DEFAULT_BACKOFF,
   EVENT_TYPES,
   EXECUTION_EVENT_TYPES,
+  PresenceError,
   STEP_EVENT_TYPES,
+  V2_JSON,
+  V2_TYPES,
   WebSocketClient,
   backoffCeiling,
   backoffDelay,
   compareEventIds,
   createWebSocketClient,
+  disconnectWebSocket,
   getWebSocketClient,
   isEventId,
   maxEventId,
   parseEventId,
   parseRestartDelayMs,
-  resetWebSocketClient
+  resetWebSocketClient,
+  resolvePolicy
 };

@@ -2,6 +2,7 @@
 // run `npm run gen:types` after the server's schemas change (a test fails until then).
 
 export interface ApprovalDeniedMessage {
+  cursor?: string | null;
   data: ApprovalPayload;
   id?: string | null;
   timestamp: string;
@@ -9,6 +10,7 @@ export interface ApprovalDeniedMessage {
 }
 
 export interface ApprovalExpiredMessage {
+  cursor?: string | null;
   data: ApprovalPayload;
   id?: string | null;
   timestamp: string;
@@ -16,6 +18,7 @@ export interface ApprovalExpiredMessage {
 }
 
 export interface ApprovalGrantedMessage {
+  cursor?: string | null;
   data: ApprovalPayload;
   id?: string | null;
   timestamp: string;
@@ -35,6 +38,7 @@ export interface ApprovalPayload {
 }
 
 export interface ApprovalRequiredMessage {
+  cursor?: string | null;
   data: ApprovalPayload;
   id?: string | null;
   timestamp: string;
@@ -60,6 +64,7 @@ export interface ErrorMessage {
 }
 
 export interface ExecutionBlockedMessage {
+  cursor?: string | null;
   data: ExecutionPayload;
   id?: string | null;
   timestamp: string;
@@ -67,6 +72,7 @@ export interface ExecutionBlockedMessage {
 }
 
 export interface ExecutionCancelledMessage {
+  cursor?: string | null;
   data: ExecutionPayload;
   id?: string | null;
   timestamp: string;
@@ -74,6 +80,7 @@ export interface ExecutionCancelledMessage {
 }
 
 export interface ExecutionCompletedMessage {
+  cursor?: string | null;
   data: ExecutionPayload;
   id?: string | null;
   timestamp: string;
@@ -81,6 +88,7 @@ export interface ExecutionCompletedMessage {
 }
 
 export interface ExecutionCreatedMessage {
+  cursor?: string | null;
   data: ExecutionPayload;
   id?: string | null;
   timestamp: string;
@@ -88,6 +96,7 @@ export interface ExecutionCreatedMessage {
 }
 
 export interface ExecutionFailedMessage {
+  cursor?: string | null;
   data: ExecutionPayload;
   id?: string | null;
   timestamp: string;
@@ -95,6 +104,7 @@ export interface ExecutionFailedMessage {
 }
 
 export interface ExecutionPausedMessage {
+  cursor?: string | null;
   data: ExecutionPayload;
   id?: string | null;
   timestamp: string;
@@ -117,6 +127,7 @@ export interface ExecutionPayload {
 }
 
 export interface ExecutionResumedMessage {
+  cursor?: string | null;
   data: ExecutionPayload;
   id?: string | null;
   timestamp: string;
@@ -124,10 +135,15 @@ export interface ExecutionResumedMessage {
 }
 
 export interface ExecutionStartedMessage {
+  cursor?: string | null;
   data: ExecutionPayload;
   id?: string | null;
   timestamp: string;
   type: "execution.started";
+}
+
+export interface ExpiryData {
+  expires_at: string;
 }
 
 /**
@@ -141,6 +157,17 @@ export interface Filters {
   workflow_ids?: string[] | null;
 }
 
+/** Version 2: the connection's first message (optional), asking for features. */
+export interface Hello {
+  data?: HelloData;
+  timestamp?: unknown;
+  type: "hello";
+}
+
+export interface HelloData {
+  features?: string[];
+}
+
 export interface Ping {
   data?: unknown;
   timestamp?: unknown;
@@ -152,7 +179,84 @@ export interface Pong {
   type: "pong";
 }
 
+export interface Presence {
+  data?: PresenceData | null;
+  timestamp?: unknown;
+  type: "presence";
+}
+
+/**
+ * ``channel``: whose presence (a channel name; absent or null: the organization's).
+ * ``watch``: ``true`` starts ``presence.diff`` events for it, ``false`` stops them;
+ * absent leaves them as they are.
+ */
+export interface PresenceData {
+  channel?: string | null;
+  watch?: boolean | null;
+}
+
+export interface PresenceDiff {
+  data: PresenceDiffData;
+  timestamp: string;
+  type: "presence.diff";
+}
+
+/**
+ * What changed in one interval: ``joined`` are members now present whose entry
+ * changed (new, or another connection count), ``left`` the users no longer present;
+ * ``count`` is how many members there are now. ``resync``: too many changes to list,
+ * ask with ``presence`` again.
+ */
+export interface PresenceDiffData {
+  channel?: string | null;
+  count: number;
+  joined: PresenceMember[];
+  left: string[];
+  resync?: boolean;
+}
+
+export interface PresenceMember {
+  connections: number;
+  user_id: string;
+}
+
+export interface PresenceState {
+  data: PresenceStateData;
+  timestamp: string;
+  type: "presence.state";
+}
+
+/**
+ * The members of a channel (or, without ``channel``, of the organization): at most
+ * ``PRESENCE_MAX_MEMBERS`` of them, by user id; ``count`` is how many there are.
+ * ``watching``: whether this connection gets ``presence.diff`` events for it.
+ */
+export interface PresenceStateData {
+  channel?: string | null;
+  count: number;
+  members: PresenceMember[];
+  watching: boolean;
+}
+
+/** Version 2: a fresh token for this connection (same user and organization). */
+export interface Refresh {
+  data: RefreshData;
+  timestamp?: unknown;
+  type: "refresh";
+}
+
+export interface RefreshData {
+  token: string;
+}
+
+export interface Refreshed {
+  data: ExpiryData;
+  timestamp: string;
+  type: "refreshed";
+}
+
 export interface StepCompletedMessage {
+  cursor?: string | null;
   data: StepPayload;
   id?: string | null;
   timestamp: string;
@@ -160,6 +264,7 @@ export interface StepCompletedMessage {
 }
 
 export interface StepFailedMessage {
+  cursor?: string | null;
   data: StepPayload;
   id?: string | null;
   timestamp: string;
@@ -181,6 +286,7 @@ export interface StepPayload {
 }
 
 export interface StepSkippedMessage {
+  cursor?: string | null;
   data: StepPayload;
   id?: string | null;
   timestamp: string;
@@ -188,6 +294,7 @@ export interface StepSkippedMessage {
 }
 
 export interface StepStartedMessage {
+  cursor?: string | null;
   data: StepPayload;
   id?: string | null;
   timestamp: string;
@@ -202,6 +309,7 @@ export interface Subscribe {
 
 export interface SubscribeData {
   channel: string;
+  conflate?: boolean;
   filters?: Filters | null;
   since?: string | null;
 }
@@ -218,9 +326,16 @@ export interface Subscribed {
  */
 export interface SubscribedData {
   channel: string;
+  conflate?: boolean | null;
   filters?: Filters | null;
   position?: string | null;
   recovered?: boolean | null;
+}
+
+export interface TokenExpiring {
+  data: ExpiryData;
+  timestamp: string;
+  type: "token_expiring";
 }
 
 export interface Unsubscribe {
@@ -237,6 +352,18 @@ export interface Unsubscribed {
   data: ChannelData;
   timestamp: string;
   type: "unsubscribed";
+}
+
+export interface Welcome {
+  data: WelcomeData;
+  timestamp: string;
+  type: "welcome";
+}
+
+export interface WelcomeData {
+  features: string[];
+  granted: string[];
+  protocol: string;
 }
 
 /** Every message of the protocol, by its "type". */
@@ -267,10 +394,22 @@ export interface ProtocolMessages {
   "execution.resumed": ExecutionResumedMessage;
   /** flowwire `execution.started` frame (server -> client) */
   "execution.started": ExecutionStartedMessage;
+  /** flowwire `hello` frame (client -> server) */
+  "hello": Hello;
   /** flowwire `ping` frame (client -> server) */
   "ping": Ping;
   /** flowwire `pong` frame (server -> client) */
   "pong": Pong;
+  /** flowwire `presence` frame (client -> server) */
+  "presence": Presence;
+  /** flowwire `presence.diff` frame (server -> client) */
+  "presence.diff": PresenceDiff;
+  /** flowwire `presence.state` frame (server -> client) */
+  "presence.state": PresenceState;
+  /** flowwire `refresh` frame (client -> server) */
+  "refresh": Refresh;
+  /** flowwire `refreshed` frame (server -> client) */
+  "refreshed": Refreshed;
   /** flowwire `step.completed` frame (server -> client) */
   "step.completed": StepCompletedMessage;
   /** flowwire `step.failed` frame (server -> client) */
@@ -283,10 +422,14 @@ export interface ProtocolMessages {
   "subscribe": Subscribe;
   /** flowwire `subscribed` frame (server -> client) */
   "subscribed": Subscribed;
+  /** flowwire `token_expiring` frame (server -> client) */
+  "token_expiring": TokenExpiring;
   /** flowwire `unsubscribe` frame (client -> server) */
   "unsubscribe": Unsubscribe;
   /** flowwire `unsubscribed` frame (server -> client) */
   "unsubscribed": Unsubscribed;
+  /** flowwire `welcome` frame (server -> client) */
+  "welcome": Welcome;
 }
 
 /** The message types the server's schemas define, sorted. */
@@ -304,14 +447,22 @@ export const PROTOCOL_MESSAGE_TYPES = [
   "execution.paused",
   "execution.resumed",
   "execution.started",
+  "hello",
   "ping",
   "pong",
+  "presence",
+  "presence.diff",
+  "presence.state",
+  "refresh",
+  "refreshed",
   "step.completed",
   "step.failed",
   "step.skipped",
   "step.started",
   "subscribe",
   "subscribed",
+  "token_expiring",
   "unsubscribe",
   "unsubscribed",
+  "welcome",
 ] as const;

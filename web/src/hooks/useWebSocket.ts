@@ -35,6 +35,7 @@ import {
   type ResyncMessage,
   type StepEventData,
   type StepEventMessage,
+  type SubscribeOptions,
   type SubscriptionFilters,
 } from "../lib/types.js";
 import { getWebSocketClient, type ConnectionState, type WebSocketClient } from "../lib/websocket.js";
@@ -95,10 +96,11 @@ export interface UseWebSocketOptions {
 export interface UseWebSocketResult {
   client: WebSocketClient;
   connectionState: ConnectionState;
-  isConnected: boolean;
+  /** As the original's: a function, true while connected (`connectionState` re-renders). */
+  isConnected: () => boolean;
   connect: () => void;
   disconnect: () => void;
-  subscribe: (channel: string, filters?: SubscriptionFilters) => () => void;
+  subscribe: (channel: string, filters?: SubscriptionFilters, options?: SubscribeOptions) => () => void;
   unsubscribe: (channel: string, filters?: SubscriptionFilters) => void;
   on: <T extends ClientEventType>(type: T, handler: ClientEventHandler<T>) => () => void;
   off: <T extends ClientEventType>(type: T, handler: ClientEventHandler<T>) => void;
@@ -117,10 +119,12 @@ export function useWebSocket(options: UseWebSocketOptions = {}): UseWebSocketRes
     () => ({
       client,
       connectionState,
-      isConnected: connectionState === "connected",
+      // A new function when the state changes, so memoized consumers see the change.
+      isConnected: () => client.isConnected(),
       connect: () => client.connect(),
       disconnect: () => client.disconnect(),
-      subscribe: (channel: string, filters?: SubscriptionFilters) => client.subscribe(channel, filters),
+      subscribe: (channel: string, filters?: SubscriptionFilters, options?: SubscribeOptions) =>
+        client.subscribe(channel, filters, options),
       unsubscribe: (channel: string, filters?: SubscriptionFilters) => client.unsubscribe(channel, filters),
       on: <T extends ClientEventType>(type: T, handler: ClientEventHandler<T>) => client.on(type, handler),
       off: <T extends ClientEventType>(type: T, handler: ClientEventHandler<T>) => client.off(type, handler),
@@ -140,24 +144,26 @@ export interface UseWebSocketSubscriptionResult {
 /**
  * Hold a subscription to `channel` while mounted (null/undefined: none). Filters are
  * compared by value, so a new object with the same content does not resubscribe.
+ * `options.conflate` (protocol version 2): the latest event per execution when backlogged.
  */
 export function useWebSocketSubscription(
   channel: string | null | undefined,
   filters?: SubscriptionFilters,
-  options: UseWebSocketOptions = {},
+  options: UseWebSocketOptions & SubscribeOptions = {},
 ): UseWebSocketSubscriptionResult {
   const client = useWebSocketClient();
   const key = filtersKey(filters);
   const filtersRef = useLatest(filters);
   const target = channel === null || channel === undefined || channel === "" ? null : channel;
   const autoConnect = options.autoConnect ?? true;
+  const conflate = options.conflate === true;
   useEffect(() => {
     if (target === null) return undefined;
-    const release = client.subscribe(target, filtersRef.current);
+    const release = client.subscribe(target, filtersRef.current, { conflate });
     if (autoConnect) client.connect();
     return release;
     // `key` stands for the filters' content; filtersRef holds the object itself.
-  }, [client, target, key, autoConnect, filtersRef]);
+  }, [client, target, key, autoConnect, filtersRef, conflate]);
   const isLive = useChannelLive(client, target);
   const isSubscribed = useSyncExternalStore(
     client.onStatusChange,
@@ -238,7 +244,7 @@ export interface UseExecutionUpdatesResult {
 
 /** Live state of one execution (its short id, exec_xxxxxxxx), from execution.* events. */
 export function useExecutionUpdates(
-  executionId: string | null | undefined,
+  executionId?: string | null,
   options: ExecutionHookOptions = {},
 ): UseExecutionUpdatesResult {
   const id = executionId || null;
@@ -258,7 +264,7 @@ export function useExecutionUpdates(
  * execution_id, at most `limit` (default 100).
  */
 export function useWorkflowExecutions(
-  workflowId: string | null | undefined,
+  workflowId?: string | null,
   options: ListHookOptions = {},
 ): ExecutionEventData[] {
   const id = workflowId || null;
@@ -297,7 +303,7 @@ export interface UseExecutionStepsResult {
 
 /** Live steps of one execution (step.* events). */
 export function useExecutionSteps(
-  executionId: string | null | undefined,
+  executionId?: string | null,
   options: ListHookOptions = {},
 ): UseExecutionStepsResult {
   const id = executionId || null;
@@ -323,7 +329,7 @@ export interface UseExecutionApprovalsResult {
 
 /** Live approvals of one execution (approval.* events). */
 export function useExecutionApprovals(
-  executionId: string | null | undefined,
+  executionId?: string | null,
   options: ListHookOptions = {},
 ): UseExecutionApprovalsResult {
   const id = executionId || null;

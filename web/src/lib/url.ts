@@ -1,7 +1,8 @@
 /**
  * Where the client connects: options.url, else VITE_WS_URL (import.meta.env), else the
- * page's own host: ws(s)://location.host/ws. A URL without a path (the original's
- * `VITE_WS_URL=ws://localhost:8080`) gets "/ws"; http(s):// is turned into ws(s)://.
+ * page's own host: ws(s)://location.host/ws. VITE_WS_URL may be a bare host (the
+ * original's `127.0.0.1:8080`), a URL with a scheme, or with a path; a URL without a
+ * path gets "/ws"; http(s):// is turned into ws(s)://.
  */
 
 /** A setting that retrying cannot fix (no URL, bad URL, no WebSocket class). */
@@ -36,22 +37,43 @@ function pageLocation(): LocationLike | undefined {
     : undefined;
 }
 
-/** Resolve the socket URL (without token). Throws when there is nothing to go on. */
+/** `scheme://` at the start: an absolute URL. */
+const ABSOLUTE = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/**
+ * Resolve the socket URL (without token). Throws when there is nothing to go on.
+ *
+ * `explicit` (options.url) or `envUrl` (VITE_WS_URL) may be:
+ * - an absolute URL: `ws://h:8080/ws`, `wss://h/path`, `http(s)://…` (becomes ws(s)://);
+ * - a bare host, as the original client expected VITE_WS_URL: `127.0.0.1:8080`,
+ *   `gateway.example.com`, `gateway.example.com/realtime/ws` — the scheme is the page's
+ *   (`wss:` on an https page, else `ws:`);
+ * - a path on the page's host: `/gateway/ws`; or protocol-relative: `//h:8080/ws`.
+ * A URL without a path gets `/ws`.
+ */
 export function resolveSocketUrl(explicit: string | undefined, envUrl: string | undefined = readEnvUrl()): string {
   const location = pageLocation();
-  const configured = explicit ?? envUrl;
+  const pageScheme = location?.protocol === "https:" ? "wss:" : "ws:";
+  const configured = (explicit ?? envUrl)?.trim();
   if (configured === undefined || configured === "") {
     if (location === undefined) {
       throw new ConfigurationError(
         "flowwire: no WebSocket URL: pass options.url, set VITE_WS_URL, or run in a page",
       );
     }
-    return `${location.protocol === "https:" ? "wss:" : "ws:"}//${location.host}/ws`;
+    return `${pageScheme}//${location.host}/ws`;
+  }
+  let text = configured;
+  if (!ABSOLUTE.test(text) && !text.startsWith("/")) {
+    // A bare host[:port][/path], as the original's `VITE_WS_URL=127.0.0.1:8080`.
+    text = `${pageScheme}//${text}`;
+  } else if (text.startsWith("//")) {
+    text = `${pageScheme}${text}`;
   }
   let url: URL;
   try {
-    const base = location !== undefined ? `${location.protocol}//${location.host}/` : undefined;
-    url = new URL(configured, base);
+    const base = location !== undefined ? `${pageScheme}//${location.host}/` : undefined;
+    url = new URL(text, base);
   } catch {
     throw new ConfigurationError(`flowwire: invalid WebSocket URL ${JSON.stringify(configured)}`);
   }
@@ -59,6 +81,9 @@ export function resolveSocketUrl(explicit: string | undefined, envUrl: string | 
   else if (url.protocol === "https:") url.protocol = "wss:";
   if (url.protocol !== "ws:" && url.protocol !== "wss:") {
     throw new ConfigurationError(`flowwire: WebSocket URL must be ws:// or wss://, got ${JSON.stringify(configured)}`);
+  }
+  if (url.hostname === "") {
+    throw new ConfigurationError(`flowwire: WebSocket URL has no host: ${JSON.stringify(configured)}`);
   }
   if (url.pathname === "" || url.pathname === "/") url.pathname = "/ws";
   return url.toString();

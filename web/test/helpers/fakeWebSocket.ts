@@ -21,6 +21,10 @@ export class FakeWebSocket implements WebSocketLike {
   }
 
   readonly url: string;
+  /** The subprotocols the client offered (undefined: none). */
+  readonly protocols: string | string[] | undefined;
+  /** The subprotocol the server selected, set by open(). */
+  protocol = "";
   readyState = 0;
   readonly sent: string[] = [];
   readonly closeCalls: Array<{ code: number | undefined; reason: string | undefined }> = [];
@@ -29,8 +33,9 @@ export class FakeWebSocket implements WebSocketLike {
   onclose: Handler<CloseEventLike> = null;
   onerror: Handler<unknown> = null;
 
-  constructor(url: string) {
+  constructor(url: string, protocols?: string | string[]) {
     this.url = url;
+    this.protocols = protocols;
     FakeWebSocket.instances.push(this);
   }
 
@@ -46,8 +51,9 @@ export class FakeWebSocket implements WebSocketLike {
 
   // ---- server side, driven by the test
 
-  /** The handshake completes. */
-  open(): void {
+  /** The handshake completes (the server selects `protocol`, default none). */
+  open(protocol = ""): void {
+    this.protocol = protocol;
     this.readyState = 1;
     this.onopen?.({ type: "open" });
   }

@@ -13,6 +13,7 @@ import {
   useWorkflowExecutions,
 } from "../../src/hooks/useWebSocket.js";
 import type { WebSocketClient } from "../../src/lib/websocket.js";
+import { openSocket, push } from "../helpers/act.js";
 import { FakeWebSocket, event, executionEvent, makeClient, subscribed } from "../helpers/fakeWebSocket.js";
 
 let client: WebSocketClient;
@@ -21,17 +22,6 @@ const id = () => `1764152400000-${nextId++}`;
 
 function wrapper({ children }: { children: ReactNode }) {
   return <WebSocketProvider client={client}>{children}</WebSocketProvider>;
-}
-
-/** The socket the hooks opened, with the handshake done. */
-function openSocket(): FakeWebSocket {
-  const socket = FakeWebSocket.latest;
-  act(() => socket.open());
-  return socket;
-}
-
-function push(socket: FakeWebSocket, frame: unknown): void {
-  act(() => socket.receive(frame));
 }
 
 beforeEach(() => {
@@ -254,12 +244,18 @@ describe("handlers and subscriptions", () => {
   it("useWebSocket follows the connection state", () => {
     const { result } = renderHook(() => useWebSocket(), { wrapper });
     expect(result.current.connectionState).toBe("connecting");
-    expect(result.current.isConnected).toBe(false);
+    expect(result.current.isConnected()).toBe(false);
     const socket = openSocket();
-    expect(result.current.isConnected).toBe(true);
+    expect(result.current.isConnected()).toBe(true);
     act(() => socket.serverClose(1006));
     expect(result.current.connectionState).toBe("reconnecting");
-    expect(result.current.isConnected).toBe(false);
+    expect(result.current.isConnected()).toBe(false);
+  });
+
+  it("useWebSocketSubscription asks for conflation with options.conflate", () => {
+    renderHook(() => useWebSocketSubscription("workflows:wf-1", undefined, { conflate: true }), { wrapper });
+    const socket = openSocket();
+    expect(socket.messagesOfType("subscribe").at(-1)?.data).toEqual({ channel: "workflows:wf-1", conflate: true });
   });
 
   it("useWebSocketSubscription does not resubscribe for equal filters in a new object", () => {

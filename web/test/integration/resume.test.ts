@@ -15,6 +15,7 @@ import WebSocket from "ws";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { WebSocketClient } from "../../src/lib/websocket.js";
 import type { ServerMessage, SubscribedData } from "../../src/lib/types.js";
+import { dropSocket, settle, waitFor } from "./harness.js";
 
 function requireEnv(): { url: string; token: string; publish: string } {
   const url = process.env["FLOWWIRE_URL"];
@@ -59,22 +60,9 @@ function execution(type: string, executionId: string, status: string): string {
   return publish(type, { execution_id: executionId, workflow_id: WORKFLOW, status });
 }
 
-async function waitFor(what: string, predicate: () => boolean, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
-
-/** Nothing more arrives for a while (to catch duplicates and strays). */
-async function settle(ms = 750): Promise<void> {
-  await new Promise((resolve) => setTimeout(resolve, ms));
-}
-
 describe("against a real server", () => {
   let client: WebSocketClient;
-  const events: Array<{ type: string; id: string; executionId: unknown }> = [];
+  const events: Array<{ type: string; id: string; executionId: unknown; cursor: unknown }> = [];
   const subscribedReplies: SubscribedData[] = [];
   let opens = 0;
 
@@ -89,11 +77,16 @@ describe("against a real server", () => {
     });
     client.on("*", (message: ServerMessage) => {
       if ("id" in message && typeof message.id === "string") {
-        events.push({ type: message.type, id: message.id, executionId: (message.data as { execution_id?: unknown }).execution_id });
+        events.push({
+          type: message.type,
+          id: message.id,
+          executionId: (message.data as { execution_id?: unknown }).execution_id,
+          cursor: (message as { cursor?: unknown }).cursor, // partitioned streams only
+        });
       }
     });
     client.on("subscribed", (message) => {
-      subscribedReplies.push(message.data);
+      if (message.data !== undefined) subscribedReplies.push(message.data); // not the connected signal
     });
     client.onStatusChange(() => {
       if (client.state === "connected") opens += 1;
@@ -125,20 +118,14 @@ describe("against a real server", () => {
     expect(events.map((e) => e.type)).toEqual(["execution.created", "execution.started", "execution.paused"]);
     expect(events.every((e) => e.executionId === EXECUTION)).toBe(true);
     expect(client.lastEventId).toBe(first[3]);
+    // The resume cursor: the last frame's `cursor` (partitioned streams), else its id.
+    const lastCursor = events.at(-1)?.cursor;
+    expect(client.resumeCursor).toBe(typeof lastCursor === "string" ? lastCursor : first[3]);
 
     // Drop the connection (no close handshake, as a network failure would).
     const socket = client.socket as unknown as WebSocket;
     expect(socket).toBeInstanceOf(WebSocket);
-    const dropped = new Promise<void>((resolve) => {
-      const stop = client.onStatusChange(() => {
-        if (client.state !== "connected") {
-          stop();
-          resolve();
-        }
-      });
-    });
-    socket.terminate();
-    await dropped;
+    await dropSocket(client);
     expect(client.isLive(CHANNEL)).toBe(false);
     // Published while disconnected: execSync blocks the event loop, so the reconnect
     // timer cannot fire before both are in the stream.

@@ -10,7 +10,7 @@ import { join, resolve } from "node:path";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { generate } from "../../scripts/gen-types.mjs";
 import { PROTOCOL_MESSAGE_TYPES } from "../../src/generated/protocol.js";
-import { CONTROL_TYPES, EVENT_TYPES } from "../../src/lib/types.js";
+import { CONTROL_TYPES, V2_TYPES, EVENT_TYPES } from "../../src/lib/types.js";
 import { FakeWebSocket, executionEvent, event, makeClient, subscribed } from "../helpers/fakeWebSocket.js";
 import { schemaDirOrFail, validate, validateFrame } from "../helpers/schema.js";
 
@@ -28,9 +28,9 @@ describe("generated protocol types", () => {
       .filter((f) => f.endsWith(".json"))
       .map((f) => f.slice(0, -5))
       .sort();
-    expect(files).toHaveLength(23);
+    expect(files).toHaveLength(31);
     expect([...PROTOCOL_MESSAGE_TYPES]).toEqual(files);
-    expect([...EVENT_TYPES, ...CONTROL_TYPES].sort()).toEqual(files);
+    expect([...EVENT_TYPES, ...CONTROL_TYPES, ...V2_TYPES].sort()).toEqual(files);
   });
 });
 

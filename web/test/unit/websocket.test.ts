@@ -676,6 +676,7 @@ describe("receiving", () => {
   });
 
   it("ignores non-JSON, non-object and typeless frames", () => {
+    vi.spyOn(console, "warn").mockImplementation(() => {});
     const client = makeClient();
     const handler = vi.fn();
     client.on("*", handler);

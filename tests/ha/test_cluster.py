@@ -1,0 +1,209 @@
+"""Redis Cluster (issue 14): a six-node cluster (three primaries, three replicas) from
+``redis-cli --cluster create``; gateways, publishers, the mirror, API keys and the CLI on
+``REDIS_CLUSTER_NODES``; the stream's primary killed with SIGKILL under load."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from gateway.mirror import BROADCAST_CHANNEL
+from publisher import BlockingPublisher, Publisher, RedisSettings, make_event
+from publisher.connect import companion_key
+from schemas.partition import partition_keys, partition_of
+from tests.ha.load import failover_under_load
+from tests.ha.topology import CLI_DATA as DATA
+from tests.ha.topology import ClusterTopology, Node, cli, wait_until
+from tests.support.clients import open_ws, recv_until, subscribe
+from tests.support.gateway import GatewayProcess
+
+pytestmark = pytest.mark.timeout(180)
+
+STREAM = "ws:events"
+
+
+@pytest.fixture
+def cluster() -> Iterator[ClusterTopology]:
+    with ClusterTopology() as topology:
+        yield topology
+
+
+async def test_failover_under_load(cluster: ClusterTopology, record_property: Any) -> None:
+    """The Sentinel run's checks on a Cluster (one stream, P = 1), the primary that
+    serves the stream's slot SIGKILLed; its replica takes over."""
+    created = cli(cluster.env, "api-key", "create", "--user", "keyed")
+    assert created.returncode == 0, created.stderr
+    old = cluster.owner(STREAM)
+    new: list[Node] = []
+
+    def kill() -> tuple[float, Callable[[], list[tuple[str, dict[bytes, bytes]]]]]:
+        old.kill()
+        dead_at = time.monotonic()
+        new.append(cluster.wait_failover(STREAM, old))
+        return dead_at, lambda: new[0].entries()
+
+    def restart() -> None:
+        old.start()  # its nodes.conf makes it rejoin as a replica of the new primary
+
+    figures = await failover_under_load(
+        cluster.env, cluster.url, kill, restart, api_key=created.stdout.strip(), record=record_property
+    )
+    print(f"\ncluster failover: {figures}")
+
+
+async def test_partitioned_failover_under_load(cluster: ClusterTopology, record_property: Any) -> None:
+    """The same checks with STREAM_PARTITIONS=3 (docs/operations.md "Partitioned
+    streams"): the partitions spread over the three primaries; the primary of partition
+    0 is SIGKILLed. Each client resumes from its last frame's cursor; per client, per
+    partition: no duplicate, no disorder, every event of the surviving streams delivered
+    or a `recovered: false` told; strict publishes none lost, none twice."""
+    created = cli(cluster.env, "api-key", "create", "--user", "keyed")
+    assert created.returncode == 0, created.stderr
+    keys = partition_keys(STREAM, 3)
+    owners = {cluster.owner(key).port for key in keys}
+    assert len(owners) == 3, "the partitions' hash tags name slots of three different primaries"
+    old = cluster.owner(keys[0])
+
+    def entries() -> list[tuple[str, dict[bytes, bytes]]]:
+        return [entry for key in keys for entry in cluster.owner(key).entries(key)]
+
+    def kill() -> tuple[float, Callable[[], list[tuple[str, dict[bytes, bytes]]]]]:
+        old.kill()
+        dead_at = time.monotonic()
+        cluster.wait_failover(keys[0], old)
+        return dead_at, entries
+
+    figures = await failover_under_load(
+        cluster.env,
+        cluster.url,
+        kill,
+        old.start,
+        api_key=created.stdout.strip(),
+        record=record_property,
+        partitions=3,
+    )
+    print(f"\ncluster failover, 3 partitions: {figures}")
+
+
+async def test_one_partitions_failover_leaves_the_others_flowing(cluster: ClusterTopology) -> None:
+    """A gateway reads each partition on its own primary (a lane each): while partition
+    0's primary is dead and not replaced, the events of partitions 1 and 2 still reach
+    clients. No failover may happen meanwhile (else the test would show nothing): the
+    replicas are told not to fail over and the cluster to serve the slots it still
+    covers (otherwise every node answers CLUSTERDOWN), so the outcome does not depend on
+    how fast a loaded machine runs the steps."""
+    keys = partition_keys(STREAM, 3)
+    old = cluster.owner(keys[0])
+    for node in cluster.nodes:
+        with contextlib.closing(node.client()) as c:
+            c.config_set("cluster-require-full-coverage", "no")
+            c.config_set("cluster-replica-no-failover", "yes")
+    gateway = GatewayProcess(env={**cluster.env, "STREAM_PARTITIONS": "3", "MIRROR_ENABLED": "off"})
+    gateway.start()
+    try:
+        ws = await open_ws(gateway.url)
+        await subscribe(ws, "executions")
+        healthy = [e for e in (f"exec_f{i}" for i in range(50)) if partition_of(e, 3) != 0]
+        settings = RedisSettings(url=cluster.url, partitions=3, timeout=10)
+        async with Publisher(settings) as pub:
+
+            def event(execution: str) -> Any:
+                return make_event(
+                    "execution.started", {"execution_id": execution, "workflow_id": "wf", "status": "running"}
+                )
+
+            await pub.publish(event(healthy[0]))
+            await recv_until(ws, 1)
+            old.kill()
+            await asyncio.sleep(0.5)  # the gateway's lane of partition 0 has failed by now
+            await pub.publish(event(healthy[1]))
+            [frame] = await recv_until(ws, 1, timeout=20)
+            assert cluster.owner(keys[0]) is old and not old.alive, "partition 0 must still be down"
+            assert frame["data"]["execution_id"] == healthy[1]
+        await ws.close()
+    finally:
+        gateway.stop()
+
+
+async def test_mirror_reaches_subscribers_on_every_node(cluster: ClusterTopology) -> None:
+    """The legacy mirror on a Cluster: one message per target channel on
+    ``ws:broadcast:all``, received by a subscriber connected to any node; the consumer
+    group makes two gateways mirror each entry once."""
+    gateways = [GatewayProcess(env=cluster.env) for _ in range(2)]
+    subscribers = []
+    try:
+        for gw in gateways:
+            gw.start()
+        for node in cluster.nodes:
+            sub = node.client().pubsub()  # type: ignore[no-untyped-call]
+            sub.subscribe(BROADCAST_CHANNEL)
+            assert sub.get_message(timeout=2) is not None  # the subscribe confirmation
+            subscribers.append(sub)
+        ws = await open_ws(gateways[0].url)
+        await subscribe(ws, "executions")
+        async with Publisher(RedisSettings(url=cluster.url)) as pub:
+            ids = [
+                await pub.publish(
+                    make_event(
+                        "execution.started",
+                        {"execution_id": f"exec_m{i}", "workflow_id": "wf", "status": "running"},
+                    )
+                )
+                for i in range(5)
+            ]
+        assert [e["id"] for e in await recv_until(ws, 5)] == ids
+        await ws.close()
+        for sub in subscribers:
+            messages: list[dict[str, Any]] = []
+
+            def drained(s: Any = sub, out: list[dict[str, Any]] = messages) -> bool:
+                while (m := s.get_message(timeout=0.2)) is not None:
+                    out.append(json.loads(m["data"]))
+                return len(out) >= 15
+
+            wait_until("mirrored messages", drained, timeout=20)
+            # execution.* goes to executions, executions:{id}, workflows:{id}: 3 x 5, once each.
+            assert sorted(m["Channel"] for m in messages) == sorted(
+                ch for i in range(5) for ch in ("executions", f"executions:exec_m{i}", "workflows:wf")
+            )
+    finally:
+        for sub in subscribers:
+            sub.close()
+        for gw in gateways:
+            gw.stop()
+
+
+async def test_strict_publish_and_keys_share_the_stream_slot(cluster: ClusterTopology) -> None:
+    """The idempotency keys live in the stream's slot (one script touches both), WAIT
+    runs on the stream's primary, and a retried key appends once, from either publisher;
+    ``flowwire publish`` and ``api-key`` run on REDIS_CLUSTER_NODES."""
+    settings = RedisSettings(url=cluster.url, wait_replicas=1)
+    async with Publisher(settings) as pub:
+        event = make_event(
+            "execution.started", {"execution_id": "exec_k", "workflow_id": "wf", "status": "running"}
+        )
+        first = await pub.publish(event, idempotency_key="order-1")
+        again = await pub.publish(event, idempotency_key="order-1")
+        other = await pub.publish(event)
+    with BlockingPublisher(settings) as blocking:
+        assert blocking.publish(event, idempotency_key="order-1") == first
+    published = cli(cluster.env, "publish", "execution.started", "--data", DATA)
+    assert published.returncode == 0, published.stderr
+    assert first == again != other
+    owner = cluster.owner(STREAM)
+    assert [eid for eid, _ in owner.entries()] == [first, other, published.stdout.strip()]
+    key = companion_key(STREAM, "dedupe:") + "order-1"
+    with contextlib.closing(owner.client()) as c:
+        assert c.get(key) == first.encode()
+    listed = cli(cluster.env, "api-key", "list")
+    assert listed.returncode == 0, listed.stderr
+    with contextlib.closing(redis.Redis(host="127.0.0.1", port=owner.port)) as c:
+        slots = {int(c.execute_command("CLUSTER", "KEYSLOT", k)) for k in (key, STREAM)}  # type: ignore[no-untyped-call]
+    assert len(slots) == 1
