@@ -108,11 +108,11 @@ class StreamReader:
             try:
                 entries = await self.log.read(self.hub.position, self.batch, _BLOCK_MS, parts)
             except LogUnavailable as exc:
-                await self._failed(exc, lane)
+                await self._failed(exc, lane, parts)
                 continue
             except Exception as exc:  # e.g. WRONGTYPE: reported, retried, never fatal
                 logger.exception("stream read failed")
-                await self._failed(exc, lane)
+                await self._failed(exc, lane, parts)
                 continue
             if lane in self._down:
                 await self._reconnected(lane, parts)
@@ -144,9 +144,15 @@ class StreamReader:
             return 0.0
         return max(0.0, time.time() - newest / 1000)
 
-    async def _failed(self, exc: Exception, lane: int = 0) -> None:
+    def _naming(self, parts: tuple[int, ...] | None) -> str:
+        """`` (partition 2)`` in a lane's log lines when a lane reads only some partitions."""
+        if parts is None or len(parts) == self.log.partitions:
+            return ""
+        return f" (partition{'s' if len(parts) > 1 else ''} {', '.join(map(str, parts))})"
+
+    async def _failed(self, exc: Exception, lane: int = 0, parts: tuple[int, ...] | None = None) -> None:
         if lane not in self._down:
-            logger.error("event log unavailable, reconnecting: %s", exc)
+            logger.error("event log unavailable%s, reconnecting: %s", self._naming(parts), exc)
         self._down.add(lane)
         self.connected = False
         self.hub.stats.reader_errors += 1
@@ -167,7 +173,7 @@ class StreamReader:
                 sid = position[part]
                 lost = lost or (sid != ZERO_ID and not await self.log.contains(sid, part))
         except LogUnavailable as exc:
-            await self._failed(exc, lane)
+            await self._failed(exc, lane, parts)
             return
         if lost:
             # Our position is no longer in the stream: Redis came back without its data
@@ -185,7 +191,8 @@ class StreamReader:
             if parts is None:  # every partition (one lane): the lag's base anew
                 self._base = sum(info.added for info in infos.values())
         logger.info(
-            "event log back after %d failures; resuming after %s",
+            "event log back%s after %d failures; resuming after %s",
+            self._naming(parts),
             self._failures.get(lane, 0),
             format_cursor(self.hub.position),
         )

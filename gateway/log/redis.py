@@ -8,7 +8,8 @@ policy (``gateway.core.backoff``).
 Partitioned (``STREAM_PARTITIONS=P``, keys from ``schemas.partition.partition_keys``):
 one ``XREAD`` names every partition's key, except on a Redis Cluster, where keys of
 different slots cannot share a command: there each partition is its own lane (its own
-blocking ``XREAD``, on the connection pool of its primary). A replay read is one
+blocking ``XREAD``, through a cluster client of its own, so that one primary's failure
+leaves the other lanes' connections alone). A replay read is one
 pipeline of ``XINFO STREAM`` + ``XRANGE`` per partition (on a Cluster, split by node).
 """
 
@@ -62,9 +63,18 @@ class RedisLog:
         # in a failover) is noticed, and the next attempt asks for the new one.
         self._reader: aioredis.Redis = async_client(url, socket_timeout=20.0, **options)
         self.client: aioredis.Redis = async_client(url, socket_timeout=5.0, **options)
+        # On a Cluster each lane has a client of its own: a cluster client that meets a
+        # dead node refreshes its topology and recycles the connections to every node,
+        # which broke the other lanes' blocking reads while one primary was down (and,
+        # retried in step with that lane's backoff, could hold them off for good).
+        self._lane_readers: list[aioredis.Redis] = []
+        if self.partitions > 1 and isinstance(self.client, aioredis.RedisCluster):
+            self._lane_readers = [self._reader] + [
+                async_client(url, socket_timeout=20.0, **options) for _ in range(1, self.partitions)
+            ]
 
     def lanes(self) -> list[tuple[int, ...]]:
-        if self.partitions > 1 and isinstance(self.client, aioredis.RedisCluster):
+        if self._lane_readers:
             return [(p,) for p in range(self.partitions)]
         return [tuple(range(self.partitions))]
 
@@ -109,8 +119,9 @@ class RedisLog:
     ) -> list[PartEntry]:
         keys = self.keys
         streams = {keys[p]: format_id(after[p]) for p in (range(self.partitions) if parts is None else parts)}
+        reader = self._lane_readers[parts[0]] if self._lane_readers and parts is not None else self._reader
         try:
-            reply: Any = await self._reader.xread(streams, count=count, block=block_ms or None)  # type: ignore[arg-type]
+            reply: Any = await reader.xread(streams, count=count, block=block_ms or None)  # type: ignore[arg-type]
         except _FAILURES as exc:
             raise LogUnavailable(repr(exc)) from exc
         if not reply:
@@ -181,6 +192,8 @@ class RedisLog:
         return LogInfo(last=last, floor=_floor(fields, last, length), length=length, added=added)
 
     async def aclose(self) -> None:
+        for reader in self._lane_readers[1:]:
+            await reader.aclose()
         await self._reader.aclose()
         await self.client.aclose()
 
