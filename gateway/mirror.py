@@ -15,7 +15,6 @@ acknowledging.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import random
@@ -32,7 +31,7 @@ from redis.asyncio.cluster import RedisCluster
 from gateway.core.backoff import Backoff
 from gateway.core.routing import channels_for
 from gateway.metrics import Stats
-from publisher.connect import UNAVAILABLE, async_client, parse_target
+from publisher.connect import UNAVAILABLE, async_client, parse_target, retry_pause
 from schemas.stream import MAX_EVENT_SIZE, InvalidEntry, StreamEvent, decode_entry
 
 __all__ = ["BROADCAST_CHANNEL", "GROUP", "Mirror", "legacy_messages"]
@@ -125,7 +124,7 @@ class Mirror:
                 if self.connected:
                     logger.error("mirror: Redis unavailable, retrying: %r", exc)
                 self.connected = False
-                await asyncio.sleep(self.backoff.delay(failures, random.random()))
+                await retry_pause(self.backoff.delay(failures, random.random()))
                 failures += 1
 
     async def _ensure_group(self) -> None:

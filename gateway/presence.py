@@ -56,7 +56,7 @@ from gateway.core.backoff import Backoff
 from gateway.core.presence import Key, Presence, expired
 from gateway.core.session import Encode, PresenceQuery, presence_diff_frame, presence_state_frame
 from gateway.metrics import Stats
-from publisher.connect import UNAVAILABLE, async_client
+from publisher.connect import UNAVAILABLE, async_client, retry_pause
 from schemas.codec import rfc3339_now
 
 if TYPE_CHECKING:
@@ -202,7 +202,7 @@ class PresenceService:
                 if self.connected:
                     logger.error("presence: Redis unavailable, retrying: %r", exc)
                 self.connected = False
-                await asyncio.sleep(self.backoff.delay(failures, random.random()))
+                await retry_pause(self.backoff.delay(failures, random.random()))
                 failures += 1
             finally:
                 try:

@@ -27,6 +27,7 @@ import time
 from gateway.core.backoff import Backoff
 from gateway.hub import Hub
 from gateway.log import EventLog, LogInfo, LogUnavailable
+from publisher.connect import retry_pause
 from schemas.codec import ZERO_ID
 from schemas.control import CloseCode
 from schemas.partition import format_cursor
@@ -159,7 +160,7 @@ class StreamReader:
         failures = self._failures.get(lane, 0)
         self._failures[lane] = failures + 1
         self.failures = max(self._failures.values())
-        await asyncio.sleep(self.backoff.delay(failures, random.random()))
+        await retry_pause(self.backoff.delay(failures, random.random()))
 
     async def _reconnected(self, lane: int, parts: tuple[int, ...] | None) -> None:
         """A read of ``lane`` succeeded after failures: are its partitions' positions

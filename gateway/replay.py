@@ -38,6 +38,7 @@ from gateway.core.replay import (
     served,
 )
 from gateway.log import EventLog, LogUnavailable, PartEntry
+from publisher.connect import retry_pause
 from schemas.codec import parse_id
 from schemas.partition import Vector
 from schemas.stream import InvalidEntry, StreamEvent, decode_entry
@@ -137,7 +138,7 @@ class Replayer:
                 failures += 1
                 if failures == 1:
                     logger.warning("replay read failed, retrying: %s", exc)
-                await asyncio.sleep(self._backoff.delay(failures, random.random()))
+                await retry_pause(self._backoff.delay(failures, random.random()))
                 continue
             failures = 0
             now = time.monotonic()

@@ -60,7 +60,7 @@ import redis.asyncio as aioredis
 import redis.cluster
 import redis.exceptions
 
-from publisher.connect import UNAVAILABLE, async_client, companion_key, sync_client
+from publisher.connect import UNAVAILABLE, async_client, companion_key, retry_pause, sync_client
 from publisher.settings import DEFAULT_DEDUPE_WINDOW, RedisSettings
 from schemas.events import Event, make_event
 from schemas.partition import partition_keys, partition_of, partitions_key
@@ -431,7 +431,7 @@ class Publisher:
                 attempt += 1
                 if time.monotonic() + delay + _attempt_timeout(s) > deadline:
                     raise _unavailable(s, attempt, exc) from exc
-                await asyncio.sleep(delay)
+                await retry_pause(delay)
             except redis.exceptions.ResponseError as exc:
                 raise PublishError(f"Redis refused the append: {exc}") from exc
 

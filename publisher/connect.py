@@ -27,6 +27,7 @@ a key in the slot of the stream key without renaming the stream.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
@@ -47,6 +48,7 @@ __all__ = [
     "async_client",
     "companion_key",
     "parse_target",
+    "retry_pause",
     "sync_client",
 ]
 
@@ -66,6 +68,17 @@ UNAVAILABLE: Final = (
     redis.exceptions.TryAgainError,
     redis.exceptions.ClusterDownError,
 )
+
+
+async def retry_pause(delay: float) -> None:
+    """Wait ``delay`` seconds before retrying a failed Redis call, unless the task has
+    been asked to stop. redis-py can turn a cancellation that arrives while it connects
+    into a connection error (seen with a Cluster node down: a gateway's SIGTERM waited
+    for its backoff loop for ever), so a retry loop that caught one must not carry on."""
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
+    await asyncio.sleep(delay)
 
 
 Mode = Literal["single", "sentinel", "cluster"]

@@ -35,6 +35,8 @@ class GatewayProcess:
         if env is None or "REDIS_URL" not in env:
             self.env.pop("REDIS_URL", None)
         self.proc: subprocess.Popen[bytes] | None = None
+        #: stop() had to SIGKILL the process: it did not exit within 15 s of SIGTERM
+        self.killed = False
         self.log_path = Path(tempfile.mkstemp(prefix="flowwire-gw-", suffix=".log")[1])
 
     @property
@@ -94,6 +96,7 @@ class GatewayProcess:
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
+                self.killed = True
                 self.proc.kill()
                 self.proc.wait()
         self.proc = None
