@@ -17,7 +17,7 @@ link). Three ways to serve it:
 Reported: frames and bytes written, events conflated, the backlog when the flood ends,
 *time to the latest state* (frames the client still reads after the flood before it
 holds the last event of every execution, in ms at its read rate), and server CPU per
-event offered (conflation scans the queued frames of a full outbox).
+event offered (conflation finds the queued event of an execution through an index).
 
     python -m benchmarks.bench_conflation
 """

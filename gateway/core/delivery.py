@@ -318,7 +318,7 @@ class Delivery:
         return True
 
     def remove(self, key: object) -> None:
-        self.conflating.discard(key)
+        self.conflate(key, False)
         if self.subs.pop(key, None) is not None:
             self._regate()
             if self.phase is Phase.REPLAYING:
@@ -347,6 +347,9 @@ class Delivery:
             self.conflating.add(key)
         else:
             self.conflating.discard(key)
+        lanes = self._lanes
+        if lanes is not None and lanes.indexed != bool(self.conflating):
+            lanes.index(bool(self.conflating))  # conflation finds events by execution
 
     def missed(self, sub: Subscription[Any], events: list[StreamEvent]) -> bool:
         """The probe of a subscription added with a ``since`` below ``last``: does

@@ -38,8 +38,15 @@ still goes out. The same room is made for a live event that is not conflatable i
 (an approval, or one an exactly-once subscription is owed: :meth:`LaneOutbox.make_room`),
 so that a conflating dashboard's flood does not close it when an approval arrives.
 
-The cost: queueing appends the frame beside its bytes; a write with nothing in the front
-lane and nothing ahead only remembers its last frame (the mark, computed when needed).
+The cost: queueing appends the frame beside its bytes. A connection with a conflating
+subscription (:meth:`LaneOutbox.index`) also keeps each bulk event in its execution's
+list in ``queued`` (the bulk lane by execution, in queue order, with a sequence number
+each), so that conflation finds the event to replace without scanning the outbox: the
+queued event of an execution is the head of its list, and the oldest superseded event is
+looked for only among executions with two or more events queued (``multi``); its place
+in the outbox is then found by identity (``list.index``, in C). A write with nothing in
+the front lane and nothing ahead only remembers its last frame (the mark, computed when
+needed).
 """
 
 from __future__ import annotations
@@ -64,7 +71,19 @@ class LaneOutbox(Outbox):
     ``reframe(frame, cursor)`` is what of ``frame`` re-encoded with that resume cursor
     the outbox holds (the connection's path and format)."""
 
-    __slots__ = ("ahead", "front", "held", "last", "metas", "reframe", "stalled")
+    __slots__ = (
+        "_seq",
+        "ahead",
+        "front",
+        "held",
+        "indexed",
+        "last",
+        "metas",
+        "multi",
+        "queued",
+        "reframe",
+        "stalled",
+    )
 
     def __init__(self, limit: int, max_bytes: int, reframe: Callable[[Frame, str], bytes]) -> None:
         super().__init__(limit, max_bytes)
@@ -85,6 +104,13 @@ class LaneOutbox(Outbox):
         #: backlog. Only then does an approval overtake (a batch queued for one write
         #: goes out in order).
         self.stalled = False
+        #: ``queued`` and ``multi`` are kept (a subscription conflates: ``index``)
+        self.indexed = False
+        #: the bulk lane by execution id, in queue order: (sequence number, frame)
+        self.queued: dict[str, list[tuple[int, Frame]]] = {}
+        #: executions with two or more bulk events queued
+        self.multi: set[str] = set()
+        self._seq = 0
 
     @property
     def low(self) -> Vector | None:
@@ -101,12 +127,57 @@ class LaneOutbox(Outbox):
         if frame.urgent and self.stalled and self._may_jump():
             self._insert(data, frame)
         else:
-            self.held += frame.urgent
-            self.frames.append(data)
-            self.metas.append(frame)
+            self._append(data, frame)
         self.size += n
         self._events += 1
         return True
+
+    def index(self, on: bool) -> None:
+        """Keep the bulk lane by execution (``on``: the connection conflates), or stop."""
+        self.queued.clear()
+        self.multi.clear()
+        self.indexed = on
+        if on:
+            for frame in self.metas[self.front :]:
+                assert frame is not None
+                self._track(frame)
+
+    def _append(self, data: bytes, frame: Frame) -> None:
+        """Queue an event at the end of the bulk lane."""
+        self.held += frame.urgent
+        self.frames.append(data)
+        self.metas.append(frame)
+        if self.indexed:
+            self._track(frame)
+
+    def _track(self, frame: Frame) -> None:
+        assert frame.event is not None
+        execution = frame.event.execution_id
+        self._seq += 1
+        queued = self.queued.get(execution)
+        if queued is None:
+            self.queued[execution] = [(self._seq, frame)]
+        else:
+            queued.append((self._seq, frame))
+            self.multi.add(execution)
+
+    def _remove(self, i: int, frame: Frame) -> None:
+        """Remove the bulk event ``frame``, at index ``i``."""
+        del self.frames[i], self.metas[i]
+        self.held -= frame.urgent
+        if not self.indexed:
+            return
+        assert frame.event is not None
+        execution = frame.event.execution_id
+        queued = self.queued[execution]
+        for k, (_, queued_frame) in enumerate(queued):
+            if queued_frame is frame:
+                del queued[k]
+                break
+        if not queued:
+            del self.queued[execution]
+        elif len(queued) == 1:
+            self.multi.discard(execution)
 
     def _may_jump(self) -> bool:
         """Bulk is queued, the mark is known, no approval waits in order, and fewer than
@@ -149,10 +220,8 @@ class LaneOutbox(Outbox):
         size = self.size - len(self.frames[i]) + len(data)
         if size > self.max_bytes and len(self.frames) > 1:
             return None
-        del self.frames[i], self.metas[i]
-        self.held -= old.urgent
-        self.frames.append(data)
-        self.metas.append(frame)
+        self._remove(i, old)
+        self._append(data, frame)
         self.size = size
         return old
 
@@ -170,40 +239,43 @@ class LaneOutbox(Outbox):
             return None
         old = self.metas[i]
         assert old is not None
-        del self.frames[i], self.metas[i]
-        self.held -= old.urgent
+        self._remove(i, old)
         self.size -= removed
         self._events -= 1
         return old
 
     def _queued_of(self, execution: str, conflatable: Callable[[StreamEvent], bool]) -> int | None:
         """The index of the oldest queued bulk event of ``execution`` if it is
-        ``conflatable`` (``None`` if there is none, or if it must still go out)."""
-        metas = self.metas
-        for i in range(self.front, len(metas)):
-            old = metas[i]
-            if old is not None and old.event is not None and old.event.execution_id == execution:
-                return i if conflatable(old.event) else None
-        return None
+        ``conflatable`` (``None`` if there is none, or if it must still go out).
+        Conflation only: the outbox is ``indexed``."""
+        assert self.indexed
+        queued = self.queued.get(execution)
+        if queued is None:
+            return None
+        old = queued[0][1]
+        assert old.event is not None
+        return self.metas.index(old, self.front) if conflatable(old.event) else None
 
     def _superseded(self, conflatable: Callable[[StreamEvent], bool]) -> int | None:
         """The index of the oldest queued ``conflatable`` bulk event with a later event
         of its execution queued after it (which goes out instead: the latest state per
-        execution is kept); ``None`` when there is none."""
-        metas = self.metas
-        last: dict[str, int] = {}
-        for i in range(self.front, len(metas)):
-            meta = metas[i]
-            if meta is not None and meta.event is not None and meta.event.execution_id:
-                last[meta.event.execution_id] = i
-        for i in range(self.front, len(metas)):
-            meta = metas[i]
-            if meta is None or meta.event is None:
-                continue
-            event = meta.event
-            if last.get(event.execution_id, i) > i and conflatable(event):
-                return i
-        return None
+        execution is kept); ``None`` when there is none. Conflation only: the outbox is
+        ``indexed``."""
+        assert self.indexed
+        best: tuple[int, Frame] | None = None
+        for execution in self.multi:
+            if not execution:
+                continue  # events without an execution supersede nothing
+            queued = self.queued[execution]
+            for k in range(len(queued) - 1):  # the last one is the latest state
+                seq, frame = queued[k]
+                if best is not None and seq > best[0]:
+                    break
+                assert frame.event is not None
+                if conflatable(frame.event):
+                    best = (seq, frame)
+                    break
+        return None if best is None else self.metas.index(best[1], self.front)
 
     # -- writing -----------------------------------------------------------------------
 
@@ -226,6 +298,8 @@ class LaneOutbox(Outbox):
         metas, front = self.metas, self.front
         self.metas = []
         self.front = self.held = 0
+        self.queued.clear()
+        self.multi.clear()
         out = super().take()
         if not front and not self.ahead:
             if metas:  # all bulk, in order: the mark is the last one's
