@@ -39,10 +39,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Final
 
-import msgspec
-
 from gateway.core.delivery import Delivery, Frame
 from gateway.demo.executor import WORKFLOWS, scenario
+from schemas.envelope import server_decoder_v2, server_msgpack_decoder
 from schemas.events import make_event
 from schemas.stream import StreamEvent, decode_entry, encode_entry
 
@@ -140,8 +139,10 @@ def measure(*, clients: int = 1000, event_count: int = 500, rounds: int = 5) -> 
 
 
 def python_decode(frames: list[Frame], rounds: int) -> dict[str, Any]:
+    """Decoding each event into the Python client's typed messages (``client.Client``
+    decodes with these): JSON text frames against msgpack binary frames."""
     texts, packs = [f.payload for f in frames], [f.packed() for f in frames]
-    json_decode, pack_decode = msgspec.json.Decoder().decode, msgspec.msgpack.Decoder().decode
+    json_decode, pack_decode = server_decoder_v2.decode, server_msgpack_decoder.decode
     times: dict[str, list[float]] = {"json": [], "msgpack": []}
     for _ in range(rounds):
         for name, decode, docs in (("json", json_decode, texts), ("msgpack", pack_decode, packs)):

@@ -13,7 +13,10 @@ across any disconnect, on any gateway of a list.
                 else:
                     print(item.id, item.type, item.data.execution_id)
 
-Each event is delivered once, in stream order, whatever the reconnects; a resume the
+It speaks protocol version 2 (``flowwire.v2.json``; ``protocol="v2.msgpack"`` or
+``"v1"`` to choose): with a token callback, an expiring token is refreshed in-band,
+without a reconnect. Each event is delivered once, in stream order (approvals may
+overtake a backlog on version 2), whatever the reconnects; a resume the
 stream can no longer serve yields a :class:`ResumeGap`. Fatal conditions raise a
 :class:`ClientError` subclass (the tree is in :mod:`client.errors`). Scripts use
 :class:`BlockingClient`, the same client iterated synchronously.
@@ -22,7 +25,7 @@ Light: imports ``websockets``, ``msgspec``, ``schemas`` and ``gateway.core.backo
 (stdlib only), never the server's dependencies.
 """
 
-from client.aio import Client, Control, Event, FiltersLike, Item, TokenSource
+from client.aio import Client, Control, Event, FiltersLike, Item, ProtocolChoice, TokenSource
 from client.blocking import BlockingClient
 from client.errors import (
     AuthRefused,
@@ -44,6 +47,7 @@ __all__ = [
     "Event",
     "FiltersLike",
     "Item",
+    "ProtocolChoice",
     "ProtocolFailure",
     "ResumeGap",
     "ServerError",

@@ -24,6 +24,17 @@ resumes from its cursor. Memory stays bounded by the ``websockets`` receive queu
   ``position``, a cursor too) is the resume cursor, sent back as ``since``; ids of
   different partitions are not comparable, so none is dropped by id then (the gateway
   delivers each once per connection, and a resume from the cursor repeats none).
+- **Protocol version 2** (``protocol``, docs/protocol.md "Protocol version 2"; the
+  default is ``"v2.json"``; ``"v2.msgpack"`` carries the same messages in 0.84x the
+  bytes; ``"v1"`` is the original protocol). A gateway that selects no subprotocol is
+  spoken to in version 1. With a token callback, the first message is a ``hello`` asking
+  for ``token_refresh``: a ``token_expiring`` notice calls the callback (in a task of its
+  own, so also while the application is busy) and sends the new token in a ``refresh``;
+  the connection, its subscriptions and cursor stay (a refused refresh is logged and
+  counted, and the 4001 that follows reconnects as in version 1). Approvals may overtake
+  a backlog: frames written meanwhile carry a ``cursor`` (also with one partition), and
+  the rule is the same as for partitioned streams: the last frame's ``cursor``, else its
+  ``id``.
 """
 
 from __future__ import annotations
@@ -35,12 +46,13 @@ import logging
 import random
 import re
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from typing import Any, Final, TypeAlias
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any, Final, Literal, TypeAlias, get_args
 
 import msgspec
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidHandshake, InvalidStatus, InvalidURI
+from websockets.typing import Subprotocol
 
 from client.errors import (
     AuthRefused,
@@ -56,17 +68,31 @@ from client.errors import (
 from gateway.core.backoff import Backoff
 from schemas.channels import parse_channel
 from schemas.codec import StreamId, format_id, parse_id
-from schemas.control import ErrorMessage, Filters, Pong, Subscribed, Unsubscribed
-from schemas.envelope import server_decoder
+from schemas.control import (
+    ErrorMessage,
+    Filters,
+    Pong,
+    Refreshed,
+    Subscribed,
+    TokenExpiring,
+    Unsubscribed,
+    Welcome,
+)
+from schemas.envelope import server_decoder, server_decoder_v2, server_msgpack_decoder
 from schemas.events import ApprovalPayload, ExecutionPayload, StepPayload
 from schemas.partition import CURSOR_PREFIX
 
-__all__ = ["Client", "Control", "Event", "FiltersLike", "Item", "TokenSource"]
+__all__ = ["Client", "Control", "Event", "FiltersLike", "Item", "ProtocolChoice", "TokenSource"]
 
 logger = logging.getLogger("flowwire.client")
 
 TokenSource: TypeAlias = "str | Callable[[], str | Awaitable[str]]"
 FiltersLike: TypeAlias = "Filters | Mapping[str, Sequence[str]] | None"
+#: ``Client(protocol=...)``: the protocol asked for (docs/protocol.md "Protocol version 2")
+ProtocolChoice: TypeAlias = Literal["v2.json", "v2.msgpack", "v1"]
+_SUBPROTOCOLS: Final[dict[str, str]] = {"v2.json": "flowwire.v2.json", "v2.msgpack": "flowwire.v2.msgpack"}
+#: ``error`` codes answering a ``refresh``: the connection is unchanged (it expires as before)
+_REFRESH_REFUSED: Final = frozenset({"INVALID_TOKEN", "TOKEN_MISMATCH", "REFRESH_NOT_SUPPORTED"})
 
 
 class Event(msgspec.Struct, frozen=True):
@@ -76,11 +102,12 @@ class Event(msgspec.Struct, frozen=True):
     type: str
     timestamp: str
     data: ExecutionPayload | StepPayload | ApprovalPayload
-    #: partitioned streams only: the resume cursor after this event
+    #: the resume cursor after this event, when the frame had one (partitioned streams;
+    #: version 2 while an approval is ahead of stream order)
     cursor: str | None = None
 
 
-Control: TypeAlias = Subscribed | Unsubscribed | Pong
+Control: TypeAlias = Subscribed | Unsubscribed | Pong | Welcome | TokenExpiring | Refreshed
 #: What the iteration yields: events and gaps; control replies too with ``control=True``.
 Item: TypeAlias = Event | ResumeGap | Control
 
@@ -94,7 +121,9 @@ class _Probe(msgspec.Struct):
 
 
 _probe: Final = msgspec.json.Decoder(_Probe)
+_probe_msgpack: Final = msgspec.msgpack.Decoder(_Probe)
 _encode: Final = msgspec.json.encode
+_encode_msgpack: Final = msgspec.msgpack.encode
 
 
 def _filters(value: FiltersLike) -> Filters | None:
@@ -114,8 +143,10 @@ class Client:
     (``X-API-Key``). ``since`` resumes the first connect too. ``max_attempts`` bounds
     the consecutive failed connects before :class:`ConnectFailed` (``None``: forever).
     ``control=True`` also yields the ``subscribed``, ``unsubscribed`` and ``pong``
-    replies. ``max_size`` bounds one frame (bytes): a larger one is a
-    :class:`ProtocolFailure`, not a reconnect loop.
+    replies (and version 2's ``welcome``, ``token_expiring``, ``refreshed``).
+    ``max_size`` bounds one frame (bytes): a larger one is a :class:`ProtocolFailure`,
+    not a reconnect loop. ``protocol``: ``"v2.json"`` (default), ``"v2.msgpack"`` or
+    ``"v1"`` (module docstring).
     """
 
     def __init__(
@@ -131,7 +162,13 @@ class Client:
         open_timeout: float = 10.0,
         max_size: int = 16 * 2**20,
         rand: Callable[[], float] = random.random,
+        protocol: ProtocolChoice = "v2.json",
     ) -> None:
+        if protocol not in get_args(ProtocolChoice):
+            raise ValueError(f"protocol={protocol!r}: expected one of {', '.join(get_args(ProtocolChoice))}")
+        self.protocol = protocol
+        #: the subprotocol of the current (or last) connection: None is version 1
+        self.subprotocol: str | None = None
         self.urls = [urls] if isinstance(urls, str) else list(urls)
         if not self.urls:
             raise ValueError("give at least one gateway URL")
@@ -159,6 +196,7 @@ class Client:
         self._pending: deque[Item] = deque()
         self._unconfirmed: dict[str, str | None] = {}  # sent, no reply yet: channel -> since
         self._tasks: set[asyncio.Task[None]] = set()
+        self._resending = False
         self._closed = False
         #: Counters for the curious: connects, events dropped as already seen, frames
         #: that could not be decoded (skipped, logged).
@@ -166,6 +204,11 @@ class Client:
         self.duplicates_dropped = 0
         self.undecodable = 0
         self.last_close: tuple[int | None, str] | None = None
+        #: version 2: tokens the gateway accepted in-band (``refreshed``), and refused
+        self.refreshes = 0
+        self.refresh_failures = 0
+        #: version 2: when the connection closes with 4001 unless refreshed (RFC 3339)
+        self.expires_at: str | None = None
 
     @property
     def cursor(self) -> str | None:
@@ -200,9 +243,7 @@ class Client:
             self._unconfirmed.pop(channel, None)
             if self._ws is not None:
                 with contextlib.suppress(ConnectionClosed):
-                    await self._ws.send(
-                        _encode({"type": "unsubscribe", "data": {"channel": channel}}).decode()
-                    )
+                    await self._send(self._ws, {"type": "unsubscribe", "data": {"channel": channel}})
 
     @property
     def channels(self) -> dict[str, Filters | None]:
@@ -266,9 +307,11 @@ class Client:
             url = self.urls[self._next_url % len(self.urls)]
             self._next_url += 1
             try:
+                offered = _SUBPROTOCOLS.get(self.protocol)
                 ws = await connect(
                     url,
                     additional_headers=await self._headers(),
+                    subprotocols=None if offered is None else [Subprotocol(offered)],
                     open_timeout=self.open_timeout,
                     max_size=self.max_size,
                 )
@@ -296,8 +339,10 @@ class Client:
                 self.connects += 1
                 self._delay = 0.0
                 self._ws = ws
+                self.subprotocol = ws.subprotocol
                 self._unconfirmed.clear()
                 try:
+                    await self._hello(ws)
                     await self._resubscribe(ws)
                 except BaseException:  # cancelled (a BlockingClient timeout): not half-subscribed
                     self._ws = None
@@ -316,6 +361,19 @@ class Client:
         self._attempt += 1
         return delay
 
+    async def _send(self, ws: ClientConnection, message: dict[str, Any]) -> None:
+        """One message, in the connection's format (msgpack: a binary frame)."""
+        if self.subprotocol == _SUBPROTOCOLS["v2.msgpack"]:
+            await ws.send(_encode_msgpack(message))
+        else:
+            await ws.send(_encode(message).decode())
+
+    async def _hello(self, ws: ClientConnection) -> None:
+        """Version 2 with a token callback: ask for ``token_refresh`` first."""
+        if self.subprotocol is not None and callable(self._token) and self._api_key is None:
+            with contextlib.suppress(ConnectionClosed):  # the next recv reports it
+                await self._send(ws, {"type": "hello", "data": {"features": ["token_refresh"]}})
+
     async def _resubscribe(self, ws: ClientConnection) -> None:
         since = self.cursor
         with contextlib.suppress(ConnectionClosed):  # the next recv reports it
@@ -331,7 +389,7 @@ class Client:
         if since is not None:
             data["since"] = since
         self._unconfirmed[channel] = since
-        await ws.send(_encode({"type": "subscribe", "data": data}).decode())
+        await self._send(ws, {"type": "subscribe", "data": data})
 
     def _disconnected(self, ws: ClientConnection, exc: ConnectionClosed) -> None:
         """Decide what a close means: raise when fatal, else set the reconnect delay."""
@@ -361,9 +419,16 @@ class Client:
 
     # -- frames ----------------------------------------------------------------------
 
+    def _decode(self, frame: str | bytes) -> Any:
+        if self.subprotocol is None:
+            return server_decoder.decode(frame)
+        if isinstance(frame, bytes) and self.subprotocol == _SUBPROTOCOLS["v2.msgpack"]:
+            return server_msgpack_decoder.decode(frame)
+        return server_decoder_v2.decode(frame)
+
     def _handle(self, frame: str | bytes) -> Item | None:
         try:
-            message = server_decoder.decode(frame)
+            message = self._decode(frame)
         except (msgspec.ValidationError, msgspec.DecodeError) as exc:
             self._undecodable(frame, exc)
             return None
@@ -373,12 +438,26 @@ class Client:
             case ErrorMessage(data=data):
                 self._error(data.code, data.message, data.channel, data.retry_after_ms)
                 return None
-            case Pong() | Unsubscribed():
+            case TokenExpiring():
+                self._refresh()
                 return message if self._control else None
+            case Refreshed(data=data):
+                self.refreshes += 1
+                self.expires_at = data.expires_at
+                return message if self._control else None
+            case Welcome() | Pong() | Unsubscribed():
+                return message if self._control else None
+        if not hasattr(message, "id"):
+            return None  # a reply to nothing this client sends (presence)
         tag: str = type(message).__struct_config__.tag
-        if message.cursor is not None:  # partitioned: no id comparison (module docstring)
+        if message.cursor is not None:  # no id comparison (module docstring)
             self._vector = message.cursor
             return Event(message.id, tag, message.timestamp, message.data, message.cursor)
+        if self._vector is not None and "~" in self._vector:
+            # The priority window closed (one partition): this id is the resume point.
+            self._vector = None
+            self._cursor = parse_id(message.id)
+            return Event(id=message.id, type=tag, timestamp=message.timestamp, data=message.data)
         sid = parse_id(message.id)
         if self._cursor is not None and sid <= self._cursor:
             self.duplicates_dropped += 1
@@ -391,7 +470,7 @@ class Client:
         # counted; an event's id still advances the cursor so a resume does not loop on it.
         self.undecodable += 1
         with contextlib.suppress(msgspec.ValidationError, msgspec.DecodeError):
-            probe = _probe.decode(frame)
+            probe = _probe_msgpack.decode(frame) if isinstance(frame, bytes) else _probe.decode(frame)
             if probe.id is not None:
                 sid = parse_id(probe.id)
                 if self._cursor is None or sid > self._cursor:
@@ -434,6 +513,12 @@ class Client:
         return gap
 
     def _error(self, code: str, text: str, channel: str | None, retry_after_ms: int | None) -> None:
+        if code in _REFRESH_REFUSED:
+            # A refresh was refused: the connection is unchanged and closes 4001 when its
+            # token expires; the reconnect then calls the token callback again.
+            self.refresh_failures += 1
+            logger.warning("token refresh refused (%s): %s", code, text)
+            return
         if code == "RATE_LIMITED":
             # The reply does not say which message was refused: send again, later, every
             # subscribe of this connection not confirmed yet.
@@ -447,17 +532,44 @@ class Client:
 
     def _retry_later(self, delay: float) -> None:
         ws = self._ws
-        if self._tasks:  # one resend at a time covers every refusal of the burst
+        if self._resending:  # one resend at a time covers every refusal of the burst
             return
+        self._resending = True
 
         async def resend() -> None:
-            await asyncio.sleep(delay)
-            if ws is self._ws and ws is not None:
-                with contextlib.suppress(ConnectionClosed):
-                    for channel in list(self._unconfirmed):
-                        if channel in self._subs:
-                            await self._send_subscribe(ws, channel, self._subs[channel], self.cursor)
+            try:
+                await asyncio.sleep(delay)
+                if ws is self._ws and ws is not None:
+                    with contextlib.suppress(ConnectionClosed):
+                        for channel in list(self._unconfirmed):
+                            if channel in self._subs:
+                                await self._send_subscribe(ws, channel, self._subs[channel], self.cursor)
+            finally:
+                self._resending = False
 
-        task = asyncio.get_running_loop().create_task(resend())
+        self._spawn(resend())
+
+    def _refresh(self) -> None:
+        """``token_expiring``: a fresh token from the callback, sent in a ``refresh``."""
+        ws, source = self._ws, self._token
+        if ws is None or not callable(source):
+            return
+
+        async def refresh() -> None:
+            try:
+                value = source()
+                token = await value if inspect.isawaitable(value) else value
+            except Exception:
+                self.refresh_failures += 1
+                logger.exception("the token callback failed; the connection closes when its token expires")
+                return
+            if ws is self._ws:
+                with contextlib.suppress(ConnectionClosed):
+                    await self._send(ws, {"type": "refresh", "data": {"token": token}})
+
+        self._spawn(refresh())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -15,7 +15,7 @@ from typing import Any, Final
 
 import msgspec
 
-from schemas.control import ServerControl
+from schemas.control import ServerControl, ServerControlV2
 from schemas.events import (
     APPROVAL_EVENT_TYPES,
     EXECUTION_EVENT_TYPES,
@@ -32,6 +32,8 @@ __all__ = [
     "event_frame",
     "msgpack_of_json",
     "server_decoder",
+    "server_decoder_v2",
+    "server_msgpack_decoder",
 ]
 
 
@@ -72,6 +74,15 @@ for _cls in EVENT_MESSAGES.values():
 
 #: Decodes any frame a flowwire (or the original Go) server sends, strictly typed.
 server_decoder: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(_server_union)
+
+_server_union_v2: Any = ServerControlV2
+for _cls in EVENT_MESSAGES.values():
+    _server_union_v2 = _server_union_v2 | _cls
+
+#: The same on a version 2 connection (``welcome``, ``token_expiring``, ``refreshed``
+#: too): ``flowwire.v2.json`` text frames and ``flowwire.v2.msgpack`` binary frames.
+server_decoder_v2: Final[msgspec.json.Decoder[Any]] = msgspec.json.Decoder(_server_union_v2)
+server_msgpack_decoder: Final[msgspec.msgpack.Decoder[Any]] = msgspec.msgpack.Decoder(_server_union_v2)
 
 
 def event_frame(

@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 
+import msgspec
 import pytest
 import redis
 from websockets.exceptions import ConnectionClosedError
@@ -22,12 +23,14 @@ from client import (
     ConnectFailed,
     Event,
     Item,
+    ProtocolChoice,
     ProtocolFailure,
     ResumeGap,
     SubscriptionRefused,
 )
 from gateway.auth import API_KEYS_KEY, digest, new_api_key
 from gateway.core.backoff import Backoff
+from schemas.control import Welcome
 from tests.gateway.test_pods import WANTS, pods, publish
 from tests.support.checker import Appended, Want, check, expected_ids
 from tests.support.clients import token
@@ -135,6 +138,7 @@ async def test_a_pod_goes_away_mid_stream_every_event_once_in_order(
 
 
 async def test_token_callback_refreshes_after_4001(redis_server: RedisServer, redis_url: str) -> None:
+    """Version 1: the token expires, 4001, a reconnect with a new token, a resume."""
     [gw] = pods(redis_server, 1)
     calls: list[str] = []
 
@@ -143,7 +147,7 @@ async def test_token_callback_refreshes_after_4001(redis_server: RedisServer, re
         return token("svc", ttl=1.5)
 
     try:
-        client = Client(gw.url, token=fresh_token, backoff=FAST)
+        client = Client(gw.url, token=fresh_token, backoff=FAST, protocol="v1")
         await client.subscribe("executions")
         col = Collector(client)
         await col.subscribed()
@@ -154,6 +158,65 @@ async def test_token_callback_refreshes_after_4001(redis_server: RedisServer, re
         appended += await publish(redis_url, 60, start=60, batch=10, pause=0.05)
         await _exact(col, appended, [Want("executions")])
         assert client.connects >= 2 and col.error is None
+        await col.stop()
+    finally:
+        gw.stop()
+
+
+@pytest.mark.parametrize("protocol", ["v2.json", "v2.msgpack"])
+async def test_version_2_refreshes_the_token_in_band(
+    redis_server: RedisServer, redis_url: str, protocol: ProtocolChoice
+) -> None:
+    """Version 2: each ``token_expiring`` calls the callback and sends a ``refresh``; the
+    connection outlives three tokens, never reconnecting, every event once, in order."""
+    [gw] = pods(redis_server, 1, TOKEN_REFRESH_NOTICE="2s", JWT_LEEWAY="0s")
+    calls: list[str] = []
+
+    def fresh_token() -> str:  # a sync callback: both kinds are called
+        calls.append("called")
+        return token("svc", ttl=3)
+
+    try:
+        client = Client(gw.url, token=fresh_token, backoff=FAST, protocol=protocol)
+        await client.subscribe("executions")
+        col = Collector(client)
+        await col.subscribed()
+        assert client.subprotocol == f"flowwire.{protocol}"
+        appended: list[Appended] = []
+        async with asyncio.timeout(30):  # past the first two tokens' expiry
+            while client.refreshes < 2:
+                appended += await publish(redis_url, 10, start=len(appended), batch=10)
+                await asyncio.sleep(0.3)
+        await _exact(col, appended, [Want("executions")])
+        assert client.connects == 1 and client.refresh_failures == 0 and col.error is None
+        assert len(calls) >= 3 and client.expires_at is not None
+        await col.stop()
+    finally:
+        gw.stop()
+
+
+async def test_a_refused_refresh_is_counted_and_the_4001_reconnects(
+    redis_server: RedisServer, redis_url: str
+) -> None:
+    """A callback that returns another user's token: ``TOKEN_MISMATCH``, logged and
+    counted, nothing raised; the connection closes 4001 at expiry and reconnects."""
+    [gw] = pods(redis_server, 1, TOKEN_REFRESH_NOTICE="1s", JWT_LEEWAY="0s")
+    calls: list[str] = []
+
+    def flaky_token() -> str:
+        calls.append("called")
+        return token("svc" if len(calls) % 2 else "someone-else", ttl=2)
+
+    try:
+        client = Client(gw.url, token=flaky_token, backoff=FAST)
+        await client.subscribe("executions")
+        col = Collector(client)
+        await col.subscribed()
+        async with asyncio.timeout(30):
+            while client.connects < 2:
+                await asyncio.sleep(0.05)
+        assert client.refresh_failures >= 1 and col.error is None
+        assert client.last_close is not None and client.last_close[0] == 4001
         await col.stop()
     finally:
         gw.stop()
@@ -299,6 +362,46 @@ def test_dedup_and_stream_restart_are_pure_bookkeeping() -> None:
     # An event type this client does not know: skipped, but the cursor moves past it.
     assert feed(ev("5-0").replace("execution.started", "execution.teleported")) is None
     assert client.undecodable == 1 and client.cursor == "5-0"
+
+
+def test_version_2_cursor_and_formats_are_pure_bookkeeping() -> None:
+    """An approval overtakes a backlog: frames carry a ``cursor`` (one partition too),
+    which is the resume point; the first frame without one after it closes the window
+    (its id is the resume point again, and it is not dropped as older than the
+    approval). msgpack frames decode to the same items."""
+    client = Client("ws://unused/ws", control=True)
+    client.subprotocol = "flowwire.v2.json"
+
+    def ev(i: str, kind: str = "step.started", cursor: str | None = None) -> dict[str, object]:
+        data = {"execution_id": "e", "step_id": "s", "step_type": "task", "status": "running"}
+        if kind.startswith("approval."):
+            data = {"approval_id": "a", "execution_id": "e", "workflow_id": "w", "status": "pending"}
+        doc: dict[str, object] = {"type": kind, "timestamp": "2026-01-01T00:00:00Z", "id": i, "data": data}
+        return doc if cursor is None else {**doc, "cursor": cursor}
+
+    def feed(doc: dict[str, object]) -> Item | None:
+        return client._handle(json.dumps(doc))
+
+    assert isinstance(feed(ev("5-0")), Event) and client.cursor == "5-0"
+    overtaking = feed(ev("9-0", "approval.required", "v1.5-0~0.9-0"))
+    assert isinstance(overtaking, Event) and client.cursor == "v1.5-0~0.9-0"
+    assert isinstance(feed(ev("6-0", cursor="v1.6-0~0.9-0")), Event) and client.cursor == "v1.6-0~0.9-0"
+    after = feed(ev("10-0"))  # the mark passed the approval: plain frames again
+    assert isinstance(after, Event) and client.cursor == "10-0" and client.duplicates_dropped == 0
+    assert feed(ev("10-0")) is None and client.duplicates_dropped == 1  # ids compared again
+
+    client.subprotocol = "flowwire.v2.msgpack"
+    item = client._handle(msgspec.msgpack.encode(ev("11-0")))
+    assert isinstance(item, Event) and item.id == "11-0" and client.cursor == "11-0"
+    welcome = {"type": "welcome", "timestamp": "t", "data": {"protocol": "flowwire.v2.msgpack",
+               "granted": [], "features": ["token_refresh", "presence"]}}  # fmt: skip
+    assert isinstance(client._handle(msgspec.msgpack.encode(welcome)), Welcome)
+    assert client._handle(b"\xc1") is None and client.undecodable == 1  # not msgpack: skipped
+
+
+def test_protocol_is_checked() -> None:
+    with pytest.raises(ValueError, match="protocol='v3'"):
+        Client("ws://unused/ws", protocol="v3")  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
