@@ -261,6 +261,13 @@ def run_conflation(plan: Plan) -> dict[str, Any]:
     return result
 
 
+def run_replay_share(plan: Plan) -> dict[str, Any]:
+    from benchmarks import bench_replay_share
+
+    result: dict[str, Any] = bench_replay_share.measure()
+    return result
+
+
 def run_formats(plan: Plan) -> dict[str, Any]:
     from benchmarks import bench_formats
 
@@ -289,6 +296,7 @@ GUARD_FLOOR: Final[dict[str, tuple[float, str]]] = {
     "live_p99_storm": (0.1, "a known gap, explained in benchmarks/README.md: the upgrades' CPU"),
     "formats_bytes": (1.0, "bytes per event do not move with load: more is a change of the encoding"),
     "conflation_frames": (1.0, "frames written are deterministic: more is a change of conflation"),
+    "replay_share_reads": (1.0, "reads are deterministic: more is a change of replay sharing"),
 }
 
 #: Targets reported met or missed that never fail the run: absolute figures that move
@@ -435,6 +443,9 @@ def targets(results: dict[str, Any], plan: Plan) -> list[dict[str, Any]]:
     add("conflation_frames", name, ratios.get("frames_written"), "x", "<=", 0.25)
     name = "conflate / every event kept: server CPU per event offered"
     add("conflation_cpu", name, ratios.get("cpu_ns_per_event"), "x", "<=", 3.0)
+    share = results.get("replay_share", {})
+    name = "partitioned resume storm, 1,000 clients from 200 cursors, P = 3: log reads / one stream's"
+    add("replay_share_reads", name, share.get("reads_over_one_partition"), "x", "<=", 1.0)
     return rows
 
 
@@ -587,6 +598,8 @@ def run(plan: Plan) -> dict[str, Any]:
     results["presence"] = _timed(results, "presence", lambda: run_presence(plan))
     _log("conflation: a backlogged dashboard with and without conflate")
     results["conflation"] = _timed(results, "conflation", lambda: run_conflation(plan))
+    _log("replay sharing: a partitioned resume storm from many cursors")
+    results["replay_share"] = _timed(results, "replay_share", lambda: run_replay_share(plan))
     results["targets"] = targets(results, plan)
     results["correctness_problems"] = correctness(results)
     results["wall_seconds"] = round(time.monotonic() - t0, 1)
@@ -654,7 +667,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         from benchmarks import report
 
         (RESULTS_DIR / "full.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
-        for part in ("delivery", "memory", "publisher", "index", "idle", "formats", "conflation"):
+        parts = ("delivery", "memory", "publisher", "index", "idle", "formats", "conflation", "replay_share")
+        for part in parts:
             (RESULTS_DIR / f"{part}.json").write_text(json.dumps(results[part], indent=2, default=str) + "\n")
         report.plots(results, RESULTS_DIR)
         if not args.no_readme:

@@ -34,6 +34,7 @@ from gateway.core.replay import (
     continuing,
     empty_parts,
     fan_out,
+    in_id_order,
     member_index,
     served,
 )
@@ -211,4 +212,4 @@ def _decode(entries: list[PartEntry], max_size: int) -> Decoded:
         except (UnicodeDecodeError, ValueError):
             continue  # not an id: Redis never returns one
         decoded.append((part, sid, event))
-    return decoded
+    return in_id_order(decoded)

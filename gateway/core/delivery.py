@@ -149,6 +149,13 @@ class Frame:
         payload = event_frame(event.type.encode(), event.timestamp, event.id, event.data, cursor.encode())
         return Frame(payload, event, self.cursor)
 
+    def at(self, position: Vector) -> Frame:
+        """The same event at another position vector (partitioned streams: a replay
+        member whose cursor is ahead of the read's progress somewhere)."""
+        moved = self.with_cursor(format_cursor(position))
+        moved.cursor = position
+        return moved
+
 
 def vmax(a: Vector, b: Vector) -> Vector:
     """Elementwise max of two position vectors."""
@@ -498,6 +505,11 @@ class Delivery:
         # the index's match is the answer; at or below it, the full check.
         if sid <= self.gate[part] and not self.owed(event):
             return False
+        at = frame.cursor
+        if at is not None and len(at) > 1 and not covers(at, cursor):
+            # A read shared with connections resuming from other cursors: this one is
+            # ahead of its progress in some partition, which is then not where it stands.
+            frame = frame.at(vmax(cursor, at))
         if self._lanes is None and not self.msgpack:  # version 1's JSON: inline (per member)
             queued = self.outbox.offer_event(frame.wire if self.direct else frame.payload)
         else:

@@ -48,6 +48,7 @@ from gateway.core.replay import (
     continuing,
     empty_parts,
     fan_out,
+    in_id_order,
     member_index,
     served,
 )
@@ -385,17 +386,18 @@ class DeliveryModel(RuleBasedStateMachine):
             self.read = read
 
     @precondition(lambda self: self.read is not None and self.fetched is None and self.rest is None)
-    @rule(order=st.permutations(range(3)))
-    def fetch_read(self, order: list[int]) -> None:
+    @rule(order=st.permutations(range(3)), merged=st.booleans())
+    def fetch_read(self, order: list[int], merged: bool = False) -> None:
         """The log answers the read: each partition's entries after the read's start in
-        it, at most BATCH of them, partitions in any ``order``. The reader may dispatch
-        more before the answer is fanned out (the shell awaits the log meanwhile)."""
+        it, at most BATCH of them, partitions in any ``order``, or ``merged`` by id as
+        the shell hands them (``in_id_order``). The reader may dispatch more before the
+        answer is fanned out (the shell awaits the log meanwhile)."""
         read = self.read
         assert read is not None
         entries: list[Item] = []
         for part in (p for p in order if p < self.PARTITIONS):
             entries += [item for item in self._of(part, self.log) if item[1] > read.start[part]][:BATCH]
-        self.fetched = entries
+        self.fetched = in_id_order(entries) if merged else entries
         self.read_size, self.read_floor = len(entries), self.floor
         self.read_empty = empty_parts(read.start, entries)
         self.read_position = self.position
@@ -478,7 +480,7 @@ class DeliveryModel(RuleBasedStateMachine):
             for c in range(len(self.conns)):
                 self.drain(c)
             if self.read is not None and self.fetched is None and self.rest is None:
-                self.fetch_read(order=[0, 1, 2])
+                self.fetch_read(order=[0, 1, 2], merged=True)  # as the shell does
             if self.read is not None:
                 self.finish_read(members_only=False, max_offers=0)
             self.start_read()

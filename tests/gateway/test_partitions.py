@@ -132,6 +132,48 @@ async def test_events_spread_over_partitions_and_resume_from_a_cursor_on_another
     await live.close()
 
 
+async def test_clients_resuming_from_different_cursors_at_once_each_get_exactly_the_rest(
+    redis_server: RedisServer, stream: str, gateways: list[GatewayProcess]
+) -> None:
+    """A partitioned resume storm: 12 clients resume together on the other instance, each
+    from a different frame's cursor. A read serves every client whose cursor is at or
+    after its start in every partition (``gateway.core.replay``), so frames of one read
+    reach clients that stand at different places: each gets exactly the events after
+    its own cursor, once, in order per execution, and every frame's cursor is where
+    that client stands (a resume from its last one repeats nothing)."""
+    first, second = gateways
+    ws = await open_ws(first.url, token("u1"))
+    await subscribe(ws, "executions")
+    await _publish(redis_server.url, stream, 30)
+    frames = await recv_until(ws, 30)
+    await ws.close()
+    await _publish(redis_server.url, stream, 30, start=30)
+    points = list(range(3, 27, 2))  # resume after frames[i]
+    clients = [await open_ws(second.url, token("u1")) for _ in points]
+    replies = await asyncio.gather(
+        *(subscribe(c, "executions", since=frames[i]["cursor"]) for c, i in zip(clients, points, strict=True))
+    )
+    assert all(r["data"]["recovered"] is True for r in replies), replies
+    for c, i in zip(clients, points, strict=True):
+        had = frames[: i + 1]
+        rest = await recv_until(c, 60 - (i + 1))
+        _check_order(had + rest)  # no duplicate, no disorder
+        assert {f["data"]["duration_ms"] for f in had + rest} == set(range(60))  # no gap
+        assert await assert_nothing_more(c) == []
+        # Each frame's cursor is where this client stands: a resume from it gets exactly
+        # what followed (frames of a read shared with clients behind this one in some
+        # partition are re-encoded for it when they run ahead of the read's progress).
+        for k in (0, len(rest) // 3, len(rest) - 1):
+            again = await open_ws(second.url, token("u1"))
+            reply = await subscribe(again, "executions", since=rest[k]["cursor"])
+            assert reply["data"]["recovered"] is True
+            after = await recv_until(again, len(rest) - k - 1) if k < len(rest) - 1 else []
+            assert sorted(f["id"] for f in after) == sorted(f["id"] for f in rest[k + 1 :]), (i, k)
+            assert await assert_nothing_more(again) == []
+            await again.close()
+        await c.close()
+
+
 async def test_since_forms_with_partitions(
     redis_server: RedisServer, stream: str, gateways: list[GatewayProcess]
 ) -> None:
