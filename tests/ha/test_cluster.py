@@ -16,7 +16,7 @@ import pytest
 import redis
 
 from gateway.mirror import BROADCAST_CHANNEL
-from publisher import BlockingPublisher, Publisher, RedisSettings, make_event
+from publisher import BlockingPublisher, Publication, Publisher, RedisSettings, make_event
 from publisher.connect import companion_key
 from schemas.partition import partition_keys, partition_of
 from tests.ha.load import failover_under_load
@@ -259,7 +259,8 @@ def test_blocking_publisher_writes_the_primaries_concurrently(cluster: ClusterTo
     while the first primary of the batch holds its reply (``CLIENT PAUSE WRITE``), the
     other two have appended their shares (seen with XRANGE from other connections). The
     sequential writes waited for the first primary's reply before writing the next. Then
-    threads publishing at once: every event appended once, the ids in batch order."""
+    threads publishing at once: every event appended once, the ids in batch order; and a
+    strict batch (WAIT 1, idempotency keys) sent twice appends once."""
     keys = partition_keys(STREAM, 3)
     first = cluster.owner(keys[0])
     assert len({cluster.owner(key).port for key in keys}) == 3
@@ -297,6 +298,12 @@ def test_blocking_publisher_writes_the_primaries_concurrently(cluster: ClusterTo
     assert sorted(got) == [0, 1, 2, 3]
     for n, batch in enumerate(batches):
         _check_batch(cluster, f"exec_t{n}_", batch, got[n])
+    # Strict (WAIT 1 + keys) over the three primaries: a retried batch appends nothing.
+    strict = [Publication(e, idempotency_key=f"k{i}") for i, e in enumerate(_events_by_partition("s", 2))]
+    with BlockingPublisher(RedisSettings(url=cluster.url, partitions=3, wait_replicas=1)) as pub:
+        ids = pub.publish_many(strict)
+        assert pub.publish_many(strict) == ids
+    _check_batch(cluster, "exec_s", [p.event for p in strict], ids)
 
 
 def test_blocking_publisher_retries_only_the_failed_primarys_share(cluster: ClusterTopology) -> None:
