@@ -10,19 +10,31 @@
    against P = 3, batches of 100 (``publish_many``), from one process and from three
    concurrent ones; beside the rate, the CPU each primary spent per event: with P = 3
    the appends spread over the three primaries.
+3. ``BlockingPublisher`` batches of 100 with P = 3 on the same Cluster: events/s and
+   the batch's latency (p50, p99), on loopback and through a proxy that holds every
+   reply of the primaries ``--rtt-ms`` (an emulated network round trip: the shares of
+   a batch are written concurrently, so a batch waits one round trip, not three).
+   ``--against REV`` measures ``publisher/client.py`` as of REV too, alternating
+   rounds with this tree's (e.g. ``--against HEAD~3``: before and after a change).
 
 Every process shares this machine's cores: the figures are ratios within one run.
 
-    python -m benchmarks.bench_partitions [--seconds 2] [--out benchmarks/results/partitions.json]
+    python -m benchmarks.bench_partitions [--seconds 2] [--out FILE]
+        [--rtt-ms 1] [--against REV] [--only blocking]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import json
 import multiprocessing
+import statistics
+import subprocess
+import sys
 import time
+import types
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -117,11 +129,126 @@ def _publisher_figures(seconds: float) -> dict[str, Any]:
     return out
 
 
-def measure(seconds: float = 2.0) -> dict[str, Any]:
+def _delay_proxy(pairs: list[tuple[int, int]], delay: float) -> None:
+    """A process: listens on each pair's first port, forwards to its second (a Redis
+    node) and holds each reply ``delay`` seconds, in order: an emulated round trip."""
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: int) -> None:
+        node_reader, node_writer = await asyncio.open_connection("127.0.0.1", target)
+        replies: asyncio.Queue[tuple[float, bytes]] = asyncio.Queue()
+
+        async def up() -> None:
+            while data := await reader.read(1 << 16):
+                node_writer.write(data)
+            node_writer.close()
+
+        async def down() -> None:
+            while data := await node_reader.read(1 << 16):
+                replies.put_nowait((time.monotonic() + delay, data))
+            replies.put_nowait((0.0, b""))
+
+        async def send() -> None:
+            while (reply := await replies.get())[1]:
+                await asyncio.sleep(reply[0] - time.monotonic())
+                writer.write(reply[1])
+            writer.close()
+
+        await asyncio.gather(up(), down(), send(), return_exceptions=True)
+
+    async def serve() -> None:
+        for listen, target in pairs:
+            await asyncio.start_server(functools.partial(handle, target=target), "127.0.0.1", listen)
+        await asyncio.Event().wait()
+
+    asyncio.run(serve())
+
+
+def _blocking_class(rev: str | None, ports: dict[int, int]) -> Any:
+    """``BlockingPublisher`` of ``publisher/client.py`` (this tree's, or as of ``rev``),
+    loaded as a module of its own whose per-node clients connect to ``ports[port]``
+    (the proxy) instead of the node's port."""
+    import redis as real
+
+    if rev is None:
+        source = Path(__file__).parent.parent.joinpath("publisher", "client.py").read_text()
+    else:
+        git = ["git", "show", f"{rev}:publisher/client.py"]
+        source = subprocess.run(git, capture_output=True, text=True, check=True).stdout
+    name = f"_bench_client_{rev or 'tree'}_{len(ports)}".replace("~", "_").replace("^", "_")
+
+    class Proxied(real.Redis):
+        def __init__(self, *, host: str, port: int, **kw: Any) -> None:
+            super().__init__(host=host, port=ports.get(port, port), **kw)
+
+    module = types.ModuleType(name)
+    sys.modules[name] = module  # dataclasses look their module up
+    exec(compile(source, f"{rev or 'tree'}:publisher/client.py", "exec"), module.__dict__)
+    shim = types.ModuleType("redis")
+    shim.__dict__.update(real.__dict__)
+    shim.Redis = Proxied  # type: ignore[attr-defined]
+    module.redis = shim  # type: ignore[attr-defined]
+    return module.BlockingPublisher
+
+
+def _blocking_batches(publisher: Any, url: str, seconds: float) -> dict[str, Any]:
+    from publisher import RedisSettings
+
+    events = _events(100)
+    with publisher(RedisSettings(url=url, timeout=10, partitions=3)) as pub:
+        for _ in range(10):  # connect, warm up
+            pub.publish_many(events)
+        latencies, start = [], time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < seconds:
+            begin = time.perf_counter()
+            pub.publish_many(events)
+            latencies.append(time.perf_counter() - begin)
+    latencies.sort()
     return {
-        "gateway_per_instance": asyncio.run(_gateway_figures(seconds)),
-        "publisher_cluster_3_primaries": _publisher_figures(seconds),
+        "events_per_s": round(len(latencies) * 100 / elapsed),
+        "batch_p50_ms": round(latencies[len(latencies) // 2] * 1e3, 2),
+        "batch_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1e3, 2),
     }
+
+
+def _blocking_figures(seconds: float, rtt_ms: float, against: str | None, rounds: int = 3) -> dict[str, Any]:
+    """Section 3: medians of ``rounds`` alternating rounds per variant."""
+    from tests.ha.topology import ClusterTopology
+    from tests.support.redis_server import free_port
+
+    runs: dict[str, list[dict[str, Any]]] = {}
+    with ClusterTopology() as cluster:
+        ports = {node.port: free_port() for node in cluster.nodes}
+        proxy = multiprocessing.get_context("spawn").Process(
+            target=_delay_proxy, args=([(p, n) for n, p in ports.items()], rtt_ms / 1000), daemon=True
+        )
+        proxy.start()
+        try:
+            variants = {}
+            for rev in ([against] if against else []) + [None]:
+                label = f"{'this tree' if rev is None else rev}"
+                variants[f"{label}, loopback"] = _blocking_class(rev, {})
+                variants[f"{label}, +{rtt_ms:g} ms per primary"] = _blocking_class(rev, ports)
+            time.sleep(1.0)  # the proxy listening
+            for r in range(rounds):
+                for name in sorted(variants, reverse=bool(r % 2)):
+                    runs.setdefault(name, []).append(_blocking_batches(variants[name], cluster.url, seconds))
+        finally:
+            proxy.kill()
+            proxy.join()
+    return {
+        name: {k: statistics.median(run[k] for run in rows) for k in rows[0]} for name, rows in runs.items()
+    }
+
+
+def measure(
+    seconds: float = 2.0, rtt_ms: float = 1.0, against: str | None = None, only: str | None = None
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if only is None:
+        out["gateway_per_instance"] = asyncio.run(_gateway_figures(seconds))
+        out["publisher_cluster_3_primaries"] = _publisher_figures(seconds)
+    out["blocking_publisher_P3_batch_100"] = _blocking_figures(seconds, rtt_ms, against)
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -129,12 +256,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement")
-    parser.add_argument("--out", default=str(RESULTS_DIR / "partitions.json"))
+    parser.add_argument("--out", help="default results/partitions.json (--only: partitions_blocking.json)")
+    parser.add_argument("--rtt-ms", type=float, default=1.0, help="section 3: reply delay per primary")
+    parser.add_argument("--against", help="section 3: also publisher/client.py as of this git revision")
+    parser.add_argument("--only", choices=["blocking"], help="section 3 alone")
     args = parser.parse_args(argv)
     started = time.monotonic()
-    result = measure(args.seconds)
+    result = measure(args.seconds, args.rtt_ms, args.against, args.only)
     result["seconds"] = round(time.monotonic() - started, 1)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+    default = "partitions_blocking.json" if args.only else "partitions.json"
+    Path(args.out or RESULTS_DIR / default).write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0
 

@@ -41,6 +41,12 @@ Partitioned streams (``STREAM_PARTITIONS=P``): each event goes to the stream of 
 execution (``schemas.partition.partition_of``); a batch is one packed write per Redis
 node (one in all unless on a Cluster, where the partitions' primaries are written
 concurrently, each with its own ``WAIT``), and the ids come back in the batch's order.
+Both publishers write the primaries concurrently: :class:`Publisher` with
+``asyncio.gather``, :class:`BlockingPublisher` with the first primary's share in the
+calling thread and the others' on a ``ThreadPoolExecutor`` of its own (one thread per
+primary it has seen, made on the first batch that spans two primaries, so never with
+P = 1 or off a Cluster; shut down by ``close()``). When one primary fails, the ids the
+others returned are kept and a retry sends only the failed share (``_merge``).
 """
 
 from __future__ import annotations
@@ -52,6 +58,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Final, Self
 
@@ -311,6 +318,37 @@ def _by_node(
     return [(nodes[name].connection_pool, items) for name, items in groups.items()]
 
 
+def _pending(ids: list[str | None]) -> list[int]:
+    """The items of a batch not appended yet (``None`` in ``ids``)."""
+    return [i for i, entry_id in enumerate(ids) if entry_id is None]
+
+
+def _share(batch: list[_Item], pending: list[int], items: list[int]) -> list[_Item]:
+    """One node's share of the pending items (``items`` index ``pending``)."""
+    return [batch[pending[j]] for j in items]
+
+
+def _merge(
+    groups: list[tuple[Any, list[int]]],
+    results: Sequence[list[str] | BaseException],
+    pending: list[int],
+    ids: list[str | None],
+) -> list[str]:
+    """Each node's ids (``results``, in the order of ``groups``) into ``ids``; the first
+    node's failure is raised after the others' ids are kept, so that a retry sends only
+    the failed nodes' shares. The ids in batch order when every node answered."""
+    failure: BaseException | None = None
+    for (_, items), got in zip(groups, results, strict=True):
+        if isinstance(got, BaseException):
+            failure = failure or got
+            continue
+        for j, entry_id in zip(items, got, strict=True):
+            ids[pending[j]] = entry_id
+    if failure is not None:
+        raise failure
+    return [entry_id or "" for entry_id in ids]
+
+
 class Publisher:
     """Asyncio publisher. Use as ``async with Publisher(settings) as pub: ...``."""
 
@@ -379,24 +417,15 @@ class Publisher:
         """The items of ``batch`` not appended yet (``None`` in ``ids``) as one packed
         write per node (concurrently), then their replies. The ids of the nodes that
         answered are kept in ``ids`` when another failed: a retry sends only the rest."""
-        pending = [i for i, entry_id in enumerate(ids) if entry_id is None]
+        pending = _pending(ids)
         groups = await self._pools([batch[i] for i in pending])
         if len(groups) == 1 and len(pending) == len(batch):  # one node (always with one stream)
             return await self._append_to(groups[0][0], batch)
         results = await asyncio.gather(
-            *(self._append_to(pool, [batch[pending[j]] for j in items]) for pool, items in groups),
+            *(self._append_to(pool, _share(batch, pending, items)) for pool, items in groups),
             return_exceptions=True,
         )
-        failure: BaseException | None = None
-        for (_, items), got in zip(groups, results, strict=True):
-            if isinstance(got, BaseException):
-                failure = failure or got
-                continue
-            for j, entry_id in zip(items, got, strict=True):
-                ids[pending[j]] = entry_id
-        if failure is not None:
-            raise failure
-        return [entry_id or "" for entry_id in ids]
+        return _merge(groups, results, pending, ids)
 
     async def _append_to(self, pool: Any, batch: list[_Item]) -> list[str]:
         """Items as one packed write, then their replies: one round trip."""
@@ -448,8 +477,11 @@ class BlockingPublisher:
         self._packer = _Packer(self.settings)
         self._nodes: dict[str, redis.Redis] = {}
         self._refresh = False
-        self._lock = threading.Lock()  # Cluster: the slot map and node clients, across threads
+        self._lock = threading.Lock()  # Cluster: the slot map, node clients and executor
         self._checked = False
+        # Cluster, P > 1: writes the other primaries' shares of a batch (_submit).
+        self._executor: ThreadPoolExecutor | None = None
+        self._workers = 0
 
     @classmethod
     def from_url(cls, url: str, **options: Any) -> BlockingPublisher:
@@ -462,6 +494,10 @@ class BlockingPublisher:
         self.close()
 
     def close(self) -> None:
+        with self._lock:
+            executor, self._executor, self._workers = self._executor, None, 0
+        if executor is not None:
+            executor.shutdown(wait=True)
         for node in self._nodes.values():
             node.close()
         self._nodes.clear()
@@ -493,14 +529,36 @@ class BlockingPublisher:
             return _by_node(self._redis, self._packer.names, batch, self._nodes, make)
 
     def _append(self, batch: list[_Item], ids: list[str | None]) -> list[str]:
-        """One packed write per node, one after the other, for the items not appended
-        yet (``None`` in ``ids``, kept across retries); the ids in batch order."""
-        pending = [i for i, entry_id in enumerate(ids) if entry_id is None]
-        for pool, items in self._pools([batch[i] for i in pending]):
-            got = self._append_to(pool, [batch[pending[j]] for j in items])
-            for j, entry_id in zip(items, got, strict=True):
-                ids[pending[j]] = entry_id
-        return [entry_id or "" for entry_id in ids]
+        """As :meth:`Publisher._append`: one packed write per node, concurrently (the
+        first node's in the calling thread, the others' on the publisher's threads), for
+        the items not appended yet (``None`` in ``ids``, kept across retries)."""
+        pending = _pending(ids)
+        groups = self._pools([batch[i] for i in pending])
+        if len(groups) == 1 and len(pending) == len(batch):  # one node (always with one stream)
+            return self._append_to(groups[0][0], batch)
+        futures = self._submit([(pool, _share(batch, pending, items)) for pool, items in groups[1:]])
+        results: list[list[str] | BaseException] = []
+        try:
+            results.append(self._append_to(groups[0][0], _share(batch, pending, groups[0][1])))
+        except Exception as exc:
+            results.append(exc)
+        results += [future.exception() or future.result() for future in futures]
+        return _merge(groups, results, pending, ids)
+
+    def _submit(self, shares: list[tuple[Any, list[_Item]]]) -> list[Future[list[str]]]:
+        """The shares of the other nodes, started on the publisher's threads: one per
+        primary seen (``_nodes``), made on the first batch that spans two primaries
+        (never with one stream or off a Cluster), remade larger when primaries appear.
+        Under the lock, so that no thread submits to an executor another shut down."""
+        if not shares:
+            return []
+        with self._lock:
+            if self._executor is None or self._workers < len(self._nodes):
+                if self._executor is not None:
+                    self._executor.shutdown(wait=False)  # its running writes finish
+                self._workers = len(self._nodes)
+                self._executor = ThreadPoolExecutor(self._workers, thread_name_prefix="flowwire-publish")
+            return [self._executor.submit(self._append_to, pool, share) for pool, share in shares]
 
     def _append_to(self, pool: Any, batch: list[_Item]) -> list[str]:
         packed, count = self._packer.pack(batch)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -15,7 +16,7 @@ import pytest
 import redis
 
 from gateway.mirror import BROADCAST_CHANNEL
-from publisher import BlockingPublisher, Publisher, RedisSettings, make_event
+from publisher import BlockingPublisher, Publication, Publisher, RedisSettings, make_event
 from publisher.connect import companion_key
 from schemas.partition import partition_keys, partition_of
 from tests.ha.load import failover_under_load
@@ -214,3 +215,109 @@ async def test_strict_publish_and_keys_share_the_stream_slot(cluster: ClusterTop
     with contextlib.closing(redis.Redis(host="127.0.0.1", port=owner.port)) as c:
         slots = {int(c.execute_command("CLUSTER", "KEYSLOT", k)) for k in (key, STREAM)}  # type: ignore[no-untyped-call]
     assert len(slots) == 1
+
+
+def _events_by_partition(tag: str, per_partition: int, partitions: int = 3) -> list[Any]:
+    """``per_partition`` events of each partition, partition 0's first (so that its
+    primary is the first of the batch's order, ``_by_node``)."""
+    executions = (f"exec_{tag}{i}" for i in range(10_000))
+    chosen: dict[int, list[str]] = {p: [] for p in range(partitions)}
+    for execution in executions:
+        share = chosen[partition_of(execution, partitions)]
+        if len(share) < per_partition:
+            share.append(execution)
+        if all(len(s) == per_partition for s in chosen.values()):
+            break
+    return [
+        make_event("execution.started", {"execution_id": e, "workflow_id": "wf", "status": "running"})
+        for p in range(partitions)
+        for e in chosen[p]
+    ]
+
+
+def _entries(cluster: ClusterTopology, key: str, prefix: str = "") -> list[tuple[str, str]]:
+    """``key``'s entries on its primary: (id, execution id), those of ``prefix``."""
+    entries = ((eid, json.loads(f[b"data"])["execution_id"]) for eid, f in cluster.owner(key).entries(key))
+    return [(eid, e) for eid, e in entries if e.startswith(prefix)]
+
+
+def _check_batch(cluster: ClusterTopology, prefix: str, events: list[Any], ids: list[str]) -> None:
+    """A batch of ``_events_by_partition`` appended once, each entry where its id says."""
+    keys = partition_keys(STREAM, 3)
+    share = len(events) // 3
+    for p, key in enumerate(keys):
+        assert _entries(cluster, key, prefix) == [
+            (eid, e.data.execution_id)
+            for eid, e in zip(
+                ids[share * p : share * (p + 1)], events[share * p : share * (p + 1)], strict=True
+            )
+        ]
+
+
+def test_blocking_publisher_writes_the_primaries_concurrently(cluster: ClusterTopology) -> None:
+    """A blocking ``publish_many`` spread over three primaries writes them concurrently:
+    while the first primary of the batch holds its reply (``CLIENT PAUSE WRITE``), the
+    other two have appended their shares (seen with XRANGE from other connections). The
+    sequential writes waited for the first primary's reply before writing the next. Then
+    threads publishing at once: every event appended once, the ids in batch order; and a
+    strict batch (WAIT 1, idempotency keys) sent twice appends once."""
+    keys = partition_keys(STREAM, 3)
+    first = cluster.owner(keys[0])
+    assert len({cluster.owner(key).port for key in keys}) == 3
+    events = _events_by_partition("c", 5)
+    with BlockingPublisher(RedisSettings(url=cluster.url, partitions=3, timeout=60)) as pub:
+        pub.publish_many(_events_by_partition("w", 1))  # connect to each primary
+        with contextlib.closing(first.client()) as paused:
+            paused.execute_command("CLIENT", "PAUSE", 60_000, "WRITE")  # type: ignore[no-untyped-call]
+            result: list[list[str]] = []
+            thread = threading.Thread(target=lambda: result.append(pub.publish_many(events)))
+            thread.start()
+            try:
+                # Not a time bound: the held reply is released only after this check
+                # (with sequential writes it never passes: 10 s < the 15 s socket timeout).
+                for key in keys[1:]:
+                    wait_until(
+                        f"{key} appended", lambda k=key: len(_entries(cluster, k, "exec_c")) == 5, timeout=10
+                    )
+                assert thread.is_alive() and not result, "the paused primary has not answered"
+            finally:
+                paused.execute_command("CLIENT", "UNPAUSE")  # type: ignore[no-untyped-call]
+                thread.join(timeout=30)
+        _check_batch(cluster, "exec_c", events, result[0])
+        # Several threads at once: each batch whole, once, its ids in its own order.
+        batches = [_events_by_partition(f"t{n}_", 4) for n in range(4)]
+        got: dict[int, list[str]] = {}
+        threads = [
+            threading.Thread(target=lambda n=n: got.__setitem__(n, pub.publish_many(batches[n])))
+            for n in range(4)
+        ]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=60)
+    assert sorted(got) == [0, 1, 2, 3]
+    for n, batch in enumerate(batches):
+        _check_batch(cluster, f"exec_t{n}_", batch, got[n])
+    # Strict (WAIT 1 + keys) over the three primaries: a retried batch appends nothing.
+    strict = [Publication(e, idempotency_key=f"k{i}") for i, e in enumerate(_events_by_partition("s", 2))]
+    with BlockingPublisher(RedisSettings(url=cluster.url, partitions=3, wait_replicas=1)) as pub:
+        ids = pub.publish_many(strict)
+        assert pub.publish_many(strict) == ids
+    _check_batch(cluster, "exec_s", [p.event for p in strict], ids)
+
+
+def test_blocking_publisher_retries_only_the_failed_primarys_share(cluster: ClusterTopology) -> None:
+    """One primary of a batch is dead (SIGKILL) until its replica takes over: its share
+    is retried until then; the other primaries' shares were appended by the first attempt
+    and are not sent again (plain XADD, no idempotency keys: a resend would duplicate)."""
+    keys = partition_keys(STREAM, 3)
+    old = cluster.owner(keys[0])
+    events = _events_by_partition("r", 5)
+    settings = RedisSettings(url=cluster.url, partitions=3, timeout=30)
+    assert settings.dedupe == 0
+    with BlockingPublisher(settings) as pub:
+        pub.publish_many(_events_by_partition("w", 1))
+        old.kill()
+        ids = pub.publish_many(events)
+    assert cluster.owner(keys[0]) is not old
+    _check_batch(cluster, "exec_r", events, ids)
