@@ -105,7 +105,8 @@ class FlowwireApp:
 
     async def readyz(self, request: Request) -> Response:
         ready, why = self.gateway.ready()
-        return JSONResponse({"ready": ready, "status": why}, status_code=200 if ready else 503)
+        body = {"ready": ready, "status": why, "degraded": self.gateway.degraded()}
+        return JSONResponse(body, status_code=200 if ready else 503)
 
     async def metrics(self, request: Request) -> Response:
         return Response(self.gateway.metrics.render(), media_type="text/plain; version=0.0.4")

@@ -31,7 +31,7 @@ from gateway.hub import Hub
 from gateway.log import EventLog, LogUnavailable, PartitionMismatch
 from gateway.log.memory import MemoryLog
 from gateway.metrics import Metrics, Stats
-from gateway.mirror import Mirror
+from gateway.mirror import BROADCAST_CHANNEL, Mirror
 from gateway.presence import PresenceService
 from gateway.process_metrics import ProcessMetrics
 from gateway.reader import StreamReader
@@ -245,6 +245,17 @@ class Gateway:
         if self.reader.stalled(self.config.reader_stall_timeout):
             return False, "reader stalled"
         return True, "ready"
+
+    def degraded(self) -> list[str]:
+        """What does not work now while delivery does: reported by ``/readyz`` (still
+        200: clients are served) and logged by each component; each recovers by itself."""
+        out = []
+        presence = self.hub.presence
+        if presence is not None and presence.client is not None and not presence.connected:
+            out.append("presence: Redis unavailable (replies may be stale: other instances' changes unseen)")
+        if any(not mirror.connected for mirror in self.mirrors):
+            out.append(f"legacy mirror: Redis unavailable (nothing reaches {BROADCAST_CHANNEL} meanwhile)")
+        return out
 
     # -- one connection's life, for both WebSocket paths -------------------------------
 

@@ -14,9 +14,10 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import redis
 from websockets.asyncio.client import ClientConnection
 
-from tests.gateway.test_pods import _stop, pods, redis_srv
+from tests.gateway.test_pods import _stop, pods, publish, redis_srv
 from tests.support.clients import assert_nothing_more, open_ws, recv_json, subscribe, token
 from tests.support.gateway import GatewayProcess
 from tests.support.redis_server import RedisServer
@@ -236,6 +237,49 @@ def embedded() -> Iterator[GatewayProcess]:
     gw.start()
     yield gw
     gw.stop()
+
+
+async def test_readyz_names_presence_while_its_redis_access_fails(redis_srv: RedisServer) -> None:
+    """Presence cannot reach Redis (an ACL forbids its channel) while the stream reads
+    on: ``/readyz`` stays 200, names presence under ``degraded``, events still flow;
+    once the ACL allows it again presence recovers and ``degraded`` is empty."""
+    [gw] = pods(redis_srv, 1, MIRROR_ENABLED="off", **PRESENCE_ENV)
+    admin = redis.Redis.from_url(redis_srv.url)
+
+    def channels(rule: str) -> None:  # the default user's pub/sub channels (ACL)
+        admin.execute_command("ACL", "SETUSER", "default", rule)  # type: ignore[no-untyped-call]
+
+    def readyz() -> tuple[int, dict[str, Any]]:
+        status, body = gw.get("/readyz")
+        return status, json.loads(body)
+
+    async def until_degraded(want: bool) -> dict[str, Any]:
+        deadline = time.monotonic() + 10 + SLACK
+        while True:
+            status, doc = readyz()
+            if bool(doc["degraded"]) == want:
+                break
+            assert time.monotonic() < deadline, doc
+            await asyncio.sleep(0.05)
+        assert status == 200 and doc["ready"] is True, doc
+        return doc
+
+    try:
+        assert readyz() == (200, {"ready": True, "status": "ready", "degraded": []})
+        ws = await open_ws(gw.url, token("u1"))
+        await subscribe(ws, "executions")
+        channels("resetchannels")  # presence's pub/sub is refused; the stream reads on
+        body = await until_degraded(True)
+        assert [d.split(":")[0] for d in body["degraded"]] == ["presence"], body
+        assert "presence: Redis unavailable" in gw.output()
+        await publish(redis_srv.url, 1)
+        assert "id" in await recv_json(ws)  # delivery goes on
+        channels("allchannels")
+        await until_degraded(False)
+        await ws.close()
+    finally:
+        channels("allchannels")
+        _stop([gw])
 
 
 async def test_bad_presence_messages_get_an_error_and_change_nothing(embedded: GatewayProcess) -> None:
