@@ -5,7 +5,21 @@ from collections.abc import Iterator
 import pytest
 import redis
 
+from tests.support.gateway import KILLED
 from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture(autouse=True)
+def _gateways_exit_on_sigterm() -> Iterator[None]:
+    """Every ``flowwire serve`` a test stops exits within 15 s of SIGTERM, whatever Redis
+    is doing (issue 11): one that had to be SIGKILLed fails the test, with its log. (A
+    Cluster lane's retry loop once outlived its cancellation this way.)"""
+    KILLED.clear()
+    yield
+    if KILLED:
+        killed = "\n".join(KILLED)
+        KILLED.clear()
+        pytest.fail(f"a gateway did not exit within 15 s of SIGTERM and was killed:\n{killed}")
 
 
 @pytest.fixture(scope="session")

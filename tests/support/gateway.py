@@ -14,9 +14,13 @@ from pathlib import Path
 
 from tests.support.redis_server import free_port
 
-__all__ = ["SECRET", "GatewayProcess"]
+__all__ = ["KILLED", "SECRET", "GatewayProcess"]
 
 SECRET = "test-secret-0123456789abcdef-0123456789"
+
+#: Gateways stop() had to SIGKILL during the current test (its log's tail each): the
+#: autouse fixture in tests/conftest.py fails the test for them.
+KILLED: list[str] = []
 
 
 class GatewayProcess:
@@ -99,4 +103,5 @@ class GatewayProcess:
                 self.killed = True
                 self.proc.kill()
                 self.proc.wait()
+                KILLED.append(f"port {self.port}:\n{self.output()[-4000:]}")
         self.proc = None
