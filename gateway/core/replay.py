@@ -27,11 +27,11 @@ those frames are built per connection, until the read passes its cursor; the res
 shared. The shell hands a read's entries in id order across partitions
 (:func:`in_id_order`): the read's progress then passes a cursor taken from a live frame
 (the reader's position at one moment) in every partition at once, and no frame needs
-re-encoding (a simulation of 1,000 connections resuming from 200 distinct cursors after
-1,000 events, P = 3: 21 reads instead of 796, no per-connection frame; partition by
-partition instead, 198,461 per-connection frames). A read delivers nothing past the
-reader's position (the connection's next live frames carry that position: it is never
-ahead of them).
+re-encoding (``benchmarks/bench_replay_share.py``: 1,000 connections resuming from 200
+distinct cursors after 1,000 events, P = 3, take 21 reads instead of 796 and no frame of
+their own; partition by partition, 18 % of the frames would be). A read delivers
+nothing past the reader's position (the connection's next live frames carry that
+position: it is never ahead of them).
 
 Budget: every read costs its entries against a per-process rate
 (``REPLAY_RATE`` entries/s, a token bucket: the shell sleeps when it is spent, so live
