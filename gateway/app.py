@@ -26,6 +26,7 @@ from gateway.auth import AuthError, Denial, Identity
 from gateway.config import Config
 from gateway.instance import Gateway
 from gateway.log import EventLog
+from gateway.supervisor import cancel_all
 from schemas.control import V2_MSGPACK, CloseCode
 from schemas.partition import format_cursor
 
@@ -83,9 +84,7 @@ class FlowwireApp:
         try:
             yield
         finally:
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await cancel_all(tasks)
             await self.gateway.stop()
 
     # -- HTTP --------------------------------------------------------------------------

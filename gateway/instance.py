@@ -35,7 +35,7 @@ from gateway.mirror import BROADCAST_CHANNEL, Mirror
 from gateway.presence import PresenceService
 from gateway.process_metrics import ProcessMetrics
 from gateway.reader import StreamReader
-from gateway.supervisor import Supervisor
+from gateway.supervisor import Supervisor, cancel_all
 from gateway.tokens import TokenWatch, carry_out_close
 from schemas.codec import rfc3339_now
 from schemas.control import SUBPROTOCOLS, V2_MSGPACK, CloseCode
@@ -185,9 +185,7 @@ class Gateway:
     async def stop(self) -> None:
         self.draining = True
         await self.supervisor.aclose()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await cancel_all(list(self._tasks))
         for mirror in self.mirrors:
             await mirror.aclose()
         if self.hub.presence is not None:

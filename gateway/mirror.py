@@ -31,7 +31,7 @@ from redis.asyncio.cluster import RedisCluster
 from gateway.core.backoff import Backoff
 from gateway.core.routing import channels_for
 from gateway.metrics import Stats
-from publisher.connect import UNAVAILABLE, async_client, parse_target, retry_pause
+from publisher.connect import UNAVAILABLE, async_client, parse_target, raise_if_cancelled, retry_pause
 from schemas.stream import MAX_EVENT_SIZE, InvalidEntry, StreamEvent, decode_entry
 
 __all__ = ["BROADCAST_CHANNEL", "GROUP", "Mirror", "legacy_messages"]
@@ -116,6 +116,7 @@ class Mirror:
                 self.connected = True
                 failures = 0
                 while True:
+                    raise_if_cancelled()
                     await self._step()
             except (*_FAILURES, redis.exceptions.RedisError) as exc:
                 # ResponseError: e.g. NOGROUP after Redis came back empty; the group is

@@ -56,7 +56,7 @@ from gateway.core.backoff import Backoff
 from gateway.core.presence import Key, Presence, expired
 from gateway.core.session import Encode, PresenceQuery, presence_diff_frame, presence_state_frame
 from gateway.metrics import Stats
-from publisher.connect import UNAVAILABLE, async_client, retry_pause
+from publisher.connect import UNAVAILABLE, async_client, raise_if_cancelled, retry_pause
 from schemas.codec import rfc3339_now
 
 if TYPE_CHECKING:
@@ -216,6 +216,7 @@ class PresenceService:
         next_flush = loop.time() + self.interval
         next_beat = loop.time() + self.heartbeat
         while True:
+            raise_if_cancelled()
             wait = max(0.0, min(next_flush, next_beat) - loop.time())
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=wait)
             if message is not None:

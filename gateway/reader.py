@@ -27,7 +27,7 @@ import time
 from gateway.core.backoff import Backoff
 from gateway.hub import Hub
 from gateway.log import EventLog, LogInfo, LogUnavailable
-from publisher.connect import retry_pause
+from publisher.connect import raise_if_cancelled, retry_pause
 from schemas.codec import ZERO_ID
 from schemas.control import CloseCode
 from schemas.partition import format_cursor
@@ -106,6 +106,7 @@ class StreamReader:
     async def _lane(self, lane: int, parts: tuple[int, ...] | None) -> None:
         """Read ``parts`` (``None``: every partition) for ever."""
         while True:
+            raise_if_cancelled()
             try:
                 entries = await self.log.read(self.hub.position, self.batch, _BLOCK_MS, parts)
             except LogUnavailable as exc:

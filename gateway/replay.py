@@ -39,7 +39,7 @@ from gateway.core.replay import (
     served,
 )
 from gateway.log import EventLog, LogUnavailable, PartEntry
-from publisher.connect import retry_pause
+from publisher.connect import raise_if_cancelled, retry_pause
 from schemas.codec import parse_id
 from schemas.partition import Vector
 from schemas.stream import InvalidEntry, StreamEvent, decode_entry
@@ -120,6 +120,7 @@ class Replayer:
     async def run(self) -> None:
         failures = 0
         while True:
+            raise_if_cancelled()
             now = time.monotonic()
             read = self.queue.next_read(now)
             if not isinstance(read, Read):

@@ -22,7 +22,7 @@ from typing import Any
 
 from gateway.core.supervision import RestartPolicy
 
-__all__ = ["Supervisor"]
+__all__ = ["CANCEL_GRACE", "CANCEL_ROUNDS", "Supervisor", "cancel_all"]
 
 logger = logging.getLogger("flowwire.supervisor")
 
@@ -80,8 +80,31 @@ class Supervisor:
             del self._down[name]
 
     async def aclose(self) -> None:
-        tasks = list(self._tasks.values())
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+        await cancel_all(list(self._tasks.values()))
         self._tasks.clear()
+
+
+#: A task that has not ended this long after it was cancelled is cancelled again.
+CANCEL_GRACE = 0.5
+#: ... at most this many times; then it is left running (logged), so that shutdown ends.
+CANCEL_ROUNDS = 20
+
+
+async def cancel_all(tasks: list[asyncio.Task[Any]]) -> None:
+    """Cancel ``tasks`` and wait for them to end. A library may swallow a cancellation
+    (``publisher.connect.raise_if_cancelled``): a task still running ``CANCEL_GRACE``
+    after it was cancelled is cancelled again, and after ``CANCEL_ROUNDS`` rounds it is
+    named in the log and left behind, so that a shutdown always ends."""
+    pending = {task for task in tasks if not task.done()}
+    for task in pending:
+        task.cancel()
+    for _ in range(CANCEL_ROUNDS):
+        if not pending:
+            break
+        _, pending = await asyncio.wait(pending, timeout=CANCEL_GRACE)
+        for task in pending:
+            logger.warning("task %s did not end when cancelled: cancelling it again", task.get_name())
+            task.cancel()
+    if pending:
+        logger.error("tasks %s ignore cancellation: left running", sorted(t.get_name() for t in pending))
+    await asyncio.gather(*(task for task in tasks if task.done()), return_exceptions=True)

@@ -48,6 +48,7 @@ __all__ = [
     "async_client",
     "companion_key",
     "parse_target",
+    "raise_if_cancelled",
     "retry_pause",
     "sync_client",
 ]
@@ -70,14 +71,21 @@ UNAVAILABLE: Final = (
 )
 
 
-async def retry_pause(delay: float) -> None:
-    """Wait ``delay`` seconds before retrying a failed Redis call, unless the task has
-    been asked to stop. redis-py can turn a cancellation that arrives while it connects
-    into a connection error (seen with a Cluster node down: a gateway's SIGTERM waited
-    for its backoff loop for ever), so a retry loop that caught one must not carry on."""
+def raise_if_cancelled() -> None:
+    """Raise ``CancelledError`` if the current task has been asked to stop. redis-py can
+    swallow a cancellation: one that lands while it connects becomes a connection error
+    (a Cluster node down: a gateway's SIGTERM waited for its backoff loop for ever), and
+    one that lands as a pub/sub read times out becomes an empty read (presence's loop
+    went on after its gateway's drain). A loop that calls Redis and goes on looks first."""
     task = asyncio.current_task()
     if task is not None and task.cancelling():
         raise asyncio.CancelledError
+
+
+async def retry_pause(delay: float) -> None:
+    """Wait ``delay`` seconds before retrying a failed Redis call, unless the task has
+    been asked to stop (:func:`raise_if_cancelled`)."""
+    raise_if_cancelled()
     await asyncio.sleep(delay)
 
 

@@ -7,11 +7,12 @@ which went on backing off and retrying for ever (killed after 15 s)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 
 import redis.exceptions
 
-from publisher.connect import UNAVAILABLE, retry_pause
+from publisher.connect import UNAVAILABLE, raise_if_cancelled, retry_pause
 
 Pause = Callable[[float], Awaitable[None]]
 
@@ -64,3 +65,34 @@ async def test_retry_pause_sleeps_when_nothing_asked_to_stop() -> None:
     task = asyncio.create_task(retry_pause(0))
     await task
     assert task.done() and not task.cancelled()
+
+
+async def _swallowing_read() -> None:
+    """What a pub/sub read with a timeout may do when cancelled as it times out: return
+    nothing."""
+    with contextlib.suppress(asyncio.CancelledError):
+        await asyncio.sleep(3600)
+
+
+async def test_a_loop_that_looks_ends_even_when_a_read_swallowed_the_cancellation() -> None:
+    """Presence's loop after its gateway's drain (found in CI: the worker never exited).
+    The same loop without the look outlives any number of cancellations."""
+    stop = False
+
+    async def follow(look: bool) -> None:
+        while not stop:
+            if look:
+                raise_if_cancelled()
+            await _swallowing_read()
+
+    for look in (True, False):
+        task = asyncio.create_task(follow(look))
+        await asyncio.sleep(0)
+        for _ in range(3):
+            task.cancel()
+            for _ in range(5):
+                await asyncio.sleep(0)
+        assert task.done() is look
+    stop = True
+    task.cancel()  # the plain loop, told to stop: its read returns, the loop ends
+    await asyncio.wait({task})

@@ -4,10 +4,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 
 import pytest
 
+from gateway import supervisor
 from gateway.core.backoff import Backoff
 from gateway.core.supervision import RestartPolicy
 from gateway.supervisor import Supervisor
@@ -66,3 +68,36 @@ async def test_a_crash_loop_is_fatal() -> None:
         await asyncio.sleep(0.01)
     assert fatal and fatal[0].startswith("replay failed")
     await sup.aclose()
+
+
+async def test_cancel_all_cancels_again_what_swallowed_its_cancellation(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A task that swallowed its cancellation is cancelled again; one that ignores every
+    cancellation is named in the log and left behind: shutdown always ends."""
+    monkeypatch.setattr(supervisor, "CANCEL_GRACE", 0.01)
+    monkeypatch.setattr(supervisor, "CANCEL_ROUNDS", 3)
+
+    async def swallows_once() -> None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.sleep(3600)
+        await asyncio.sleep(3600)  # the second cancellation ends it
+
+    stubborn_gate = asyncio.Event()
+
+    async def stubborn() -> None:
+        while not stubborn_gate.is_set():
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.sleep(3600)
+
+    once = asyncio.create_task(swallows_once(), name="swallows-once")
+    never = asyncio.create_task(stubborn(), name="stubborn")
+    await asyncio.sleep(0)
+    await supervisor.cancel_all([once, never])
+    assert once.cancelled()
+    assert not never.done()
+    assert "swallows-once did not end when cancelled: cancelling it again" in caplog.text
+    assert "tasks ['stubborn'] ignore cancellation: left running" in caplog.text
+    stubborn_gate.set()
+    never.cancel()
+    await asyncio.wait({never})
