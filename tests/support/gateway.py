@@ -39,8 +39,6 @@ class GatewayProcess:
         if env is None or "REDIS_URL" not in env:
             self.env.pop("REDIS_URL", None)
         self.proc: subprocess.Popen[bytes] | None = None
-        #: stop() had to SIGKILL the process: it did not exit within 15 s of SIGTERM
-        self.killed = False
         self.log_path = Path(tempfile.mkstemp(prefix="flowwire-gw-", suffix=".log")[1])
 
     @property
@@ -100,7 +98,6 @@ class GatewayProcess:
             try:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
-                self.killed = True
                 self.proc.kill()
                 self.proc.wait()
                 KILLED.append(f"port {self.port}:\n{self.output()[-4000:]}")
